@@ -1,0 +1,157 @@
+"""The one place that reads and writes images and hashes files.
+
+Images stay nibabel objects with an explicit affine (RAS+ world, millimetres); conversions to other toolkits
+live here too when steps need them.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import os
+import zlib
+from pathlib import Path
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+
+from .errors import InputError
+
+NIFTI_SUFFIXES = (".nii", ".nii.gz")
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def is_nifti(path: str | Path) -> bool:
+    return str(path).endswith(NIFTI_SUFFIXES)
+
+
+def load_image(path: str | Path, *, subject: str | None = None, modality: str | None = None) -> nib.Nifti1Image:
+    """Read a NIfTI file fully (so truncation shows here, not later) and return it as a Nifti1Image."""
+    path = Path(path)
+    where = dict(subject=subject, modality=modality, file=path)
+    if not path.exists():
+        raise InputError("file does not exist", **where)
+    if path.is_dir():
+        raise InputError("is a folder, expected a NIfTI file (.nii or .nii.gz)", **where)
+    if not is_nifti(path):
+        raise InputError("not a NIfTI file name (expected .nii or .nii.gz)", **where)
+    try:
+        img = nib.load(path)
+        data = np.asanyarray(img.dataobj)
+    except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+        raise InputError(f"corrupt or truncated gzip stream ({exc})", **where) from exc
+    except nib.filebasedimages.ImageFileError as exc:
+        raise InputError(f"not a readable NIfTI image ({exc})", **where) from exc
+    except (OSError, ValueError) as exc:
+        raise InputError(f"cannot read image data ({exc})", **where) from exc
+    if not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
+        raise InputError(f"unsupported image type {type(img).__name__}", **where)
+    return nib.Nifti1Image(data, img.affine, img.header)
+
+
+def check_image(img: nib.Nifti1Image, *, spacing_range_mm: tuple[float, float] = (0.2, 8.0),
+                subject: str | None = None, modality: str | None = None,
+                file: str | Path | None = None) -> nib.Nifti1Image:
+    """Validate a structural image and return it as a 3-D image (a trailing singleton 4th axis is dropped).
+
+    Rejects: images that are not 3-D, tiny axes (a 2-D slice stored as 3-D), non-finite voxels, images with no
+    signal (all zero or constant), a singular affine, and voxel spacings outside `spacing_range_mm`.
+    """
+    where = dict(subject=subject, modality=modality, file=file)
+    data = np.asanyarray(img.dataobj)
+    if data.ndim == 4 and data.shape[3] == 1:
+        data = data[..., 0]
+    if data.ndim != 3:
+        raise InputError(f"expected a 3-D image, got {data.ndim}-D with shape {tuple(data.shape)}", **where)
+    if min(data.shape) < 2:
+        raise InputError(f"a 2-D image (shape {tuple(data.shape)}): every axis needs at least 2 voxels", **where)
+    if np.issubdtype(data.dtype, np.floating) or np.iscomplexobj(data):
+        bad = int(np.count_nonzero(~np.isfinite(data)))
+        if bad:
+            raise InputError(f"{bad} voxels are NaN or infinite", **where)
+    if not np.any(data):
+        raise InputError("all voxels are zero (empty image)", **where)
+    if np.ptp(data) == 0:
+        raise InputError(f"constant image (every voxel is {data.flat[0]})", **where)
+    affine = img.affine
+    if not np.all(np.isfinite(affine)) or abs(np.linalg.det(affine[:3, :3])) < 1e-12:
+        raise InputError("the affine (qform/sform) is singular or not finite", **where)
+    spacing = np.sqrt((affine[:3, :3] ** 2).sum(axis=0))
+    low, high = spacing_range_mm
+    if np.any(spacing < low) or np.any(spacing > high):
+        shown = "×".join(f"{s:g}" for s in spacing)
+        raise InputError(f"implausible voxel spacing {shown} mm (allowed {low:g}–{high:g} mm per axis)", **where)
+    return nib.Nifti1Image(data, affine, img.header)
+
+
+def axcodes(img: nib.Nifti1Image) -> str:
+    return "".join(nib.aff2axcodes(img.affine))
+
+
+def spacing(img: nib.Nifti1Image) -> tuple[float, ...]:
+    return tuple(float(s) for s in np.sqrt((img.affine[:3, :3] ** 2).sum(axis=0)))
+
+
+def reorient(img: nib.Nifti1Image, codes: str = "RAS") -> nib.Nifti1Image:
+    """Permute/flip axes (no resampling) so that the voxel axes point along `codes`; world coordinates are kept."""
+    current = nib.orientations.io_orientation(img.affine)
+    target = nib.orientations.axcodes2ornt(tuple(codes))
+    return img.as_reoriented(nib.orientations.ornt_transform(current, target))
+
+
+def _atomic_target(path: Path) -> Path:
+    # nibabel picks the format from the suffix, so the temporary name keeps the final suffixes.
+    suffix = "".join(path.suffixes[-2:]) if path.name.endswith(".nii.gz") else path.suffix
+    return path.with_name(f".{path.name[: -len(suffix)]}.tmp{os.getpid()}{suffix}")
+
+
+def save_image(img: nib.Nifti1Image, path: str | Path) -> Path:
+    """Write atomically: a crash or a full disk never leaves a half-written file under the final name."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _atomic_target(path)
+    try:
+        nib.save(img, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def save_labels(labels: np.ndarray, affine: np.ndarray, path: str | Path) -> Path:
+    """Label maps are always stored as uint8 with an integer-safe header."""
+    img = nib.Nifti1Image(np.asarray(labels, dtype=np.uint8), affine)
+    img.header.set_data_dtype(np.uint8)
+    img.header.set_xyzt_units("mm")
+    return save_image(img, path)
+
+
+def save_json(obj: Any, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
