@@ -127,12 +127,15 @@ def save_image(img: nib.Nifti1Image, path: str | Path) -> Path:
     return path
 
 
-def save_labels(labels: np.ndarray, affine: np.ndarray, path: str | Path) -> Path:
-    """Label maps are always stored as uint8 with an integer-safe header."""
+def label_image(labels: np.ndarray, affine: np.ndarray, *, aligned_to_atlas: bool = False) -> nib.Nifti1Image:
+    """Label maps are always uint8; `aligned_to_atlas` marks the header's sform/qform code accordingly."""
     img = nib.Nifti1Image(np.asarray(labels, dtype=np.uint8), affine)
     img.header.set_data_dtype(np.uint8)
     img.header.set_xyzt_units("mm")
-    return save_image(img, path)
+    code = 2 if aligned_to_atlas else 1
+    img.set_sform(affine, code=code)
+    img.set_qform(affine, code=code)
+    return img
 
 
 def save_json(obj: Any, path: str | Path) -> Path:

@@ -31,12 +31,12 @@ import SimpleITK as sitk
 from scipy import ndimage as ndi
 
 from . import __version__
-from .io import save_image, save_json, save_labels
+from .cohort import MODALITIES
+from .io import label_image, save_image, save_json
 from .labels import get_convention
 
 log = logging.getLogger(__name__)
 
-MODALITIES = ("t1", "t1c", "t2", "flair")
 BIDS_SUFFIX = {"t1": "T1w", "t1c": "ce-gadolinium_T1w", "t2": "T2w", "flair": "FLAIR"}
 
 # Head layers outside the brain, as (tissue, inner, outer) distance from the brain surface in mm.
@@ -511,19 +511,12 @@ def synthesize_subject(rng: np.random.Generator, params: SynthParams = SynthPara
     }
     return SyntheticSubject(
         acquisitions=acquisitions,
-        labels_atlas=_label_image(labels_atlas, atlas_affine),
-        brain_atlas=_label_image(head.crop(brain_mask), atlas_affine),
+        labels_atlas=label_image(labels_atlas, atlas_affine, aligned_to_atlas=True),
+        brain_atlas=label_image(head.crop(brain_mask), atlas_affine, aligned_to_atlas=True),
         labels_t1c=labels_t1c,
         truth=truth,
         bspline_coefficients=coefficients.astype(np.float32),
     )
-
-
-def _label_image(data: np.ndarray, affine: np.ndarray) -> nib.Nifti1Image:
-    img = nib.Nifti1Image(np.asarray(data, dtype=np.uint8), affine)
-    img.set_sform(affine, code=2)  # aligned to the atlas
-    img.set_qform(affine, code=2)
-    return img
 
 
 def _ras_to_lps(matrix: np.ndarray) -> np.ndarray:

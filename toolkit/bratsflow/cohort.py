@@ -1,0 +1,168 @@
+"""Cohort discovery and validation: a sample sheet or a BIDS tree becomes a list of Subject records.
+
+Sheet-level problems (unreadable or malformed sheet, bad or duplicated ids) stop the run before anything
+starts: they are errors in the user's description of the cohort. Per-subject problems (a missing or ambiguous
+modality) are recorded on the subject and raised when that subject is ingested, so the rest of the cohort runs.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+
+import jsonschema
+import pandas as pd
+import yaml
+
+from .errors import ConfigError, InputError
+from .paths import COHORT
+
+MODALITIES = ("t1", "t1c", "t2", "flair")
+MODALITY_NAMES = {"t1": "T1", "t1c": "T1c", "t2": "T2", "flair": "FLAIR"}
+RESERVED_IDS = {COHORT}
+
+
+@dataclass(frozen=True)
+class Subject:
+    subject_id: str
+    images: dict[str, Path]
+    # modality -> why it cannot be used (missing, ambiguous); raised at ingest, not at discovery
+    problems: dict[str, str] = field(default_factory=dict)
+
+    def image(self, modality: str) -> Path:
+        if modality in self.problems:
+            raise InputError(self.problems[modality], subject=self.subject_id, modality=modality)
+        return self.images[modality]
+
+
+@lru_cache(maxsize=1)
+def samples_schema() -> dict:
+    return yaml.safe_load(resources.files("bratsflow").joinpath("schemas/samples.schema.yaml").read_text())
+
+
+def validate_subject_id(subject_id: str, *, where: str = "") -> None:
+    pattern = samples_schema()["properties"]["subject_id"]["pattern"]
+    if not re.search(pattern, subject_id) or len(subject_id) > 64:
+        raise ConfigError(
+            f"subject id {subject_id!r}{where} is not allowed: use 1–64 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit, without '..' or path separators")
+    if subject_id in RESERVED_IDS:
+        raise ConfigError(f"subject id {subject_id!r}{where} is reserved for cohort-level results")
+
+
+def read_sheet(path: str | Path) -> pd.DataFrame:
+    """Read a tab-separated (or, by extension, comma-separated) sheet with every cell as a string."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError("sample sheet does not exist", file=path)
+    separator = "," if path.suffix.lower() == ".csv" else "\t"
+    try:
+        sheet = pd.read_csv(path, sep=separator, dtype=str, keep_default_na=False, comment="#",
+                            skip_blank_lines=True)
+    except pd.errors.EmptyDataError:
+        raise ConfigError("sample sheet is empty", file=path) from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"sample sheet is malformed ({exc})", file=path) from None
+    sheet.columns = [c.strip() for c in sheet.columns]
+    required = samples_schema()["required"]
+    missing = [c for c in required if c not in sheet.columns]
+    if missing:
+        raise ConfigError(f"sample sheet lacks column(s) {missing}; it needs {required} (tab-separated) and has "
+                          f"{list(sheet.columns)}", file=path)
+    if sheet.empty:
+        raise ConfigError("sample sheet has a header but no subjects", file=path)
+    return sheet.apply(lambda column: column.str.strip())
+
+
+def load_sheet(path: str | Path) -> list[Subject]:
+    path = Path(path)
+    sheet = read_sheet(path)
+    validator = jsonschema.Draft202012Validator(samples_schema())
+    for row_number, row in enumerate(sheet.to_dict("records"), start=2):
+        validate_subject_id(row["subject_id"], where=f" (row {row_number})")
+        for error in validator.iter_errors(row):
+            raise ConfigError(f"row {row_number}: {error.message}", file=path)
+    duplicated = sorted(set(sheet.loc[sheet["subject_id"].duplicated(), "subject_id"]))
+    if duplicated:
+        raise ConfigError(f"duplicated subject id(s) {duplicated}", file=path)
+
+    subjects = []
+    for row in sheet.to_dict("records"):
+        images, problems = {}, {}
+        for modality in MODALITIES:
+            value = row[modality]
+            if not value:
+                problems[modality] = f"no {MODALITY_NAMES[modality]} image given in the sample sheet {path}"
+                continue
+            image = Path(value).expanduser()
+            # normpath keeps "config/../demo/x" spelled "demo/x", as the rule that makes x names it
+            images[modality] = image if image.is_absolute() else Path(os.path.normpath(path.parent / image))
+        subjects.append(Subject(row["subject_id"], images, problems))
+    return subjects
+
+
+# BIDS anat suffixes -> modality. A T1w with a contrast-agent entity (ce-...) is the post-contrast T1.
+_BIDS_NAME = re.compile(r"^(?P<stem>sub-[A-Za-z0-9]+(?:_ses-[A-Za-z0-9]+)?(?:_[a-z]+-[A-Za-z0-9]+)*)_"
+                        r"(?P<suffix>T1w|T2w|FLAIR)\.nii(?:\.gz)?$")
+
+
+def _bids_modality(name: str) -> str | None:
+    match = _BIDS_NAME.match(name)
+    if not match:
+        return None
+    suffix = match["suffix"]
+    if suffix == "T1w":
+        return "t1c" if re.search(r"_ce-[A-Za-z0-9]+", match["stem"]) else "t1"
+    return {"T2w": "t2", "FLAIR": "flair"}[suffix]
+
+
+def discover_bids(root: str | Path) -> list[Subject]:
+    """Subjects (and sessions, as `sub-X_ses-Y`) of a BIDS raw tree; one file per modality is expected."""
+    root = Path(root)
+    if not root.is_dir():
+        raise ConfigError("BIDS root is not a folder", file=root)
+    anat_dirs = sorted(root.glob("sub-*/anat")) + sorted(root.glob("sub-*/ses-*/anat"))
+    if not anat_dirs:
+        raise ConfigError("no sub-*/anat or sub-*/ses-*/anat folders found: not a BIDS raw tree", file=root)
+    subjects = []
+    for anat in anat_dirs:
+        session = anat.parent.name if anat.parent.name.startswith("ses-") else None
+        subject_dir = anat.parent.parent if session else anat.parent
+        sid = subject_dir.name + (f"_{session}" if session else "")
+        validate_subject_id(sid, where=f" (from {anat})")
+        found: dict[str, list[Path]] = {m: [] for m in MODALITIES}
+        for file in sorted(anat.iterdir()):
+            modality = _bids_modality(file.name)
+            if modality:
+                found[modality].append(file)
+        images, problems = {}, {}
+        for modality, files in found.items():
+            if len(files) == 1:
+                images[modality] = files[0]
+            elif not files:
+                problems[modality] = f"no {MODALITY_NAMES[modality]} image in {anat}"
+            else:
+                names = ", ".join(f.name for f in files)
+                problems[modality] = (f"{len(files)} candidate {MODALITY_NAMES[modality]} images in {anat} "
+                                      f"({names}); list the one to use in a sample sheet")
+        subjects.append(Subject(sid, images, problems))
+    return subjects
+
+
+def load_cohort(*, samples: str | Path | None = None, bids: str | Path | None = None) -> list[Subject]:
+    if bids:
+        return discover_bids(bids)
+    if samples:
+        return load_sheet(samples)
+    raise ConfigError("no cohort given: set a sample sheet (samples=SHEET.tsv) or a BIDS root (bids=ROOT)")
+
+
+def find_subject(subjects: list[Subject], subject_id: str) -> Subject:
+    for subject in subjects:
+        if subject.subject_id == subject_id:
+            return subject
+    raise ConfigError(f"subject {subject_id!r} is not in the cohort")

@@ -1,0 +1,156 @@
+"""Ingest: validate each subject's four images, convert DICOM series, reorient, write NIfTI with checksums."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import nibabel as nib
+
+from .cohort import MODALITIES, MODALITY_NAMES, Subject
+from .errors import BratsflowError, InputError
+from .io import axcodes, check_image, load_image, reorient, save_image, save_json, sha256_file, spacing
+from .provenance import Timer, environment
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SPACING_RANGE_MM = (0.2, 8.0)
+
+
+def dcm2niix_binary() -> str:
+    import dcm2niix
+
+    return shutil.which("dcm2niix") or dcm2niix.bin
+
+
+def folder_sha256(folder: Path) -> str:
+    """A checksum of a DICOM folder: file names and contents, in sorted order."""
+    digest = hashlib.sha256()
+    for file in sorted(p for p in folder.rglob("*") if p.is_file()):
+        digest.update(file.relative_to(folder).as_posix().encode())
+        digest.update(bytes.fromhex(sha256_file(file)))
+    return digest.hexdigest()
+
+
+def convert_dicom(folder: Path, workdir: Path, *, subject: str | None = None,
+                  modality: str | None = None) -> Path:
+    """Convert a folder holding exactly one DICOM series to NIfTI with dcm2niix; return the NIfTI path."""
+    where = dict(subject=subject, modality=modality, file=folder)
+    if not any(p.is_file() for p in folder.rglob("*")):
+        raise InputError("DICOM folder is empty", **where)
+    # -g i: ignore a user's ~/.dcm2nii.ini so conversions are reproducible; -ba y: strip identifiers.
+    command = [dcm2niix_binary(), "-g", "i", "-z", "y", "-b", "y", "-ba", "y", "-f", "%s_%d", "-w", "2",
+               "-o", str(workdir), str(folder)]
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    outputs = sorted(workdir.glob("*.nii.gz"))
+    if result.returncode != 0 and not outputs:
+        tail = (result.stderr or result.stdout).strip().splitlines()[-3:]
+        raise InputError(f"dcm2niix could not convert the folder (exit {result.returncode}: {' | '.join(tail)})",
+                         **where)
+    if not outputs:
+        raise InputError("no DICOM image series found in the folder", **where)
+    if len(outputs) > 1:
+        names = ", ".join(p.name.removesuffix(".nii.gz") for p in outputs)
+        raise InputError(f"the folder holds {len(outputs)} image series ({names}); give one series per modality",
+                         **where)
+    return outputs[0]
+
+
+def _read_source(path: Path, workdir: Path, subject: str, modality: str) -> tuple[nib.Nifti1Image, dict]:
+    if path.is_dir():
+        nifti = convert_dicom(path, workdir / modality, subject=subject, modality=modality)
+        source = {"path": str(path), "format": "dicom", "sha256": folder_sha256(path),
+                  "converter": "dcm2niix"}
+    else:
+        nifti = path
+        source = {"path": str(path), "format": "nifti"}
+    img = load_image(nifti, subject=subject, modality=modality)
+    if source["format"] == "nifti":
+        source["sha256"] = sha256_file(path)
+    return img, source
+
+
+def ingest_subject(subject: Subject, out_dir: str | Path, *, orientation: str = "RAS",
+                   spacing_range_mm: tuple[float, float] = DEFAULT_SPACING_RANGE_MM) -> dict:
+    """Check all four images first and write only when every one passes, so a bad subject leaves no
+    partial output; every problem of the subject is reported at once."""
+    timer = Timer()
+    out_dir = Path(out_dir)
+    sid = subject.subject_id
+    checked: dict[str, tuple[nib.Nifti1Image, dict]] = {}
+    problems: list[str] = []
+    with tempfile.TemporaryDirectory(prefix=f"bratsflow-ingest-{sid}-") as tmp:
+        for modality in MODALITIES:
+            try:
+                with timer.phase(f"read_{modality}"):
+                    path = subject.image(modality)
+                    img, source = _read_source(Path(path), Path(tmp), sid, modality)
+                    file = source["path"]
+                    img = check_image(img, spacing_range_mm=spacing_range_mm, subject=sid, modality=modality,
+                                      file=file)
+                checked[modality] = (img, source)
+            except BratsflowError as exc:
+                problems.append(_without_subject(exc))
+        if problems:
+            raise InputError("; ".join(problems), subject=sid)
+
+        images = {}
+        for modality, (img, source) in checked.items():
+            with timer.phase(f"write_{modality}"):
+                out = save_image(reorient(img, orientation), out_dir / f"{modality}.nii.gz")
+            images[modality] = {
+                "source": source,
+                "source_orientation": axcodes(img),
+                "source_shape": list(img.shape),
+                "spacing_mm": list(spacing(img)),
+                "dtype": str(img.get_data_dtype()),
+                "output": str(out),
+                "output_orientation": orientation,
+                "output_sha256": sha256_file(out),
+            }
+    record = {
+        "step": "ingest",
+        "subject": sid,
+        "parameters": {"orientation": orientation, "spacing_range_mm": list(spacing_range_mm)},
+        "images": images,
+        "timings_s": timer.seconds,
+        "environment": environment(),
+    }
+    save_json(record, out_dir / "ingest.json")
+    log.info("%s: ingested %s", sid, ", ".join(MODALITY_NAMES[m] for m in MODALITIES))
+    return record
+
+
+def _without_subject(exc: BratsflowError) -> str:
+    parts = [MODALITY_NAMES.get(exc.modality, exc.modality)] if exc.modality else []
+    if exc.file:
+        parts.append(exc.file)
+    return f"{' '.join(parts)}: {exc.reason}" if parts else exc.reason
+
+
+def cohort_table(records: list[str | Path]) -> "pd.DataFrame":
+    """One row per subject and modality from the subjects' ingest.json records."""
+    import json
+
+    import pandas as pd
+
+    rows = []
+    for path in records:
+        record = json.loads(Path(path).read_text())
+        for modality, image in record["images"].items():
+            rows.append({
+                "subject": record["subject"],
+                "modality": modality,
+                "source": image["source"]["path"],
+                "format": image["source"]["format"],
+                "source_sha256": image["source"]["sha256"],
+                "source_orientation": image["source_orientation"],
+                "shape": "x".join(map(str, image["source_shape"])),
+                "spacing_mm": "x".join(f"{s:.4g}" for s in image["spacing_mm"]),
+                "output_sha256": image["output_sha256"],
+            })
+    return pd.DataFrame(rows)

@@ -1,0 +1,59 @@
+# Configuration, cohort and path helpers shared by every rule file.
+import os
+from pathlib import Path
+
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
+
+from bratsflow import paths
+from bratsflow.cohort import MODALITIES, load_cohort
+from bratsflow.errors import BratsflowError
+
+
+validate(config, "../schemas/config.schema.yaml", set_default=True)
+
+RESULTS = config["results"]
+DEMO = config["demo"]
+
+try:
+    # Validates the sheet against workflow/schemas/samples.schema.yaml (the package's copy, so the CLI and
+    # the containers check sheets identically) with row-specific messages.
+    COHORT = load_cohort(samples=config["samples"], bids=config["bids"] or None)
+except BratsflowError as exc:
+    raise WorkflowError(f"bratsflow: {exc}") from None
+
+SUBJECTS = {subject.subject_id: subject for subject in COHORT}
+
+
+def cohort_source_args():
+    """How the CLI finds a subject: the same sheet or BIDS root the workflow read."""
+    return f"--bids {config['bids']}" if config["bids"] else f"--samples {config['samples']}"
+
+
+def demo_file(path):
+    """True for paths inside the demo root, which the demo synthesis makes."""
+    root = os.path.normpath(DEMO["root"]) + os.sep
+    return os.path.normpath(path).startswith(root)
+
+
+def subject_inputs(wildcards):
+    """The subject's raw images that exist or that the demo rule can make. A missing image is left out of the
+    DAG on purpose: its ingest job then fails with a message naming the file, and the rest of the cohort runs."""
+    subject = SUBJECTS[wildcards.subject]
+    return [
+        str(path)
+        for path in subject.images.values()
+        if demo_file(path) or os.path.exists(path)
+    ]
+
+
+def step_outputs(step, subject="{subject}"):
+    return [str(paths.step_image(RESULTS, subject, step, m)) for m in MODALITIES]
+
+
+def step_log(step, subject="{subject}"):
+    return str(paths.log_file(RESULTS, subject, step))
+
+
+def step_benchmark(step, subject="{subject}"):
+    return str(paths.benchmark_file(RESULTS, subject, step))

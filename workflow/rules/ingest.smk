@@ -1,0 +1,47 @@
+# Ingest: validate, convert DICOM, reorient; one job per subject.
+
+
+rule ingest:
+    input:
+        subject_inputs,
+    output:
+        images=step_outputs("ingest"),
+        record=str(paths.step_record(RESULTS, "{subject}", "ingest")),
+    params:
+        source=cohort_source_args(),
+        out=lambda wc: str(paths.step_dir(RESULTS, wc.subject, "ingest")),
+        orientation=config["ingest"]["orientation"],
+        spacing=config["ingest"]["spacing_range_mm"],
+    log:
+        step_log("ingest"),
+    benchmark:
+        step_benchmark("ingest")
+    threads: config["threads"]["ingest"]
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    container:
+        config["containers"]["ingest"]
+    shell:
+        "bratsflow --threads {threads} ingest --subject {wildcards.subject} {params.source}"
+        " --out {params.out} --orientation {params.orientation}"
+        " --min-spacing {params.spacing[0]} --max-spacing {params.spacing[1]} > {log} 2>&1"
+
+
+rule ingest_table:
+    input:
+        expand(str(paths.step_record(RESULTS, "{subject}", "ingest")), subject=SUBJECTS),
+    output:
+        str(paths.cohort_file(RESULTS, "ingest.tsv")),
+    log:
+        str(paths.cohort_file(RESULTS, "logs/ingest_table.log")),
+    benchmark:
+        str(paths.cohort_file(RESULTS, "benchmarks/ingest_table.tsv"))
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    container:
+        config["containers"]["ingest"]
+    shell:
+        "bratsflow ingest-table --out {output} {input} > {log} 2>&1"
