@@ -55,7 +55,19 @@ def load_image(path: str | Path, *, subject: str | None = None, modality: str | 
         raise InputError(f"cannot read image data ({exc})", **where) from exc
     if not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
         raise InputError(f"unsupported image type {type(img).__name__}", **where)
+    zero_axes = _raw_zero_spacing_axes(path, type(img.header))
+    if zero_axes:
+        # nibabel silently turns a zero pixdim into 1 mm; a wrong scale is worse than a refusal.
+        raise InputError(f"voxel spacing is 0 in the header (pixdim) along axis {zero_axes}", **where)
     return nib.Nifti1Image(data, img.affine, img.header)
+
+
+def _raw_zero_spacing_axes(path: Path, header_class) -> list[int]:
+    opener = gzip.open if str(path).endswith(".gz") else open
+    with opener(path, "rb") as handle:
+        raw = header_class.from_fileobj(handle, check=False)
+    ndim = int(raw["dim"][0])
+    return [axis for axis in range(min(ndim, 3)) if raw["pixdim"][axis + 1] == 0]
 
 
 def check_image(img: nib.Nifti1Image, *, spacing_range_mm: tuple[float, float] = (0.2, 8.0),

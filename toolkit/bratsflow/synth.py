@@ -56,11 +56,13 @@ PAD_MM = 24.0
 # necrosis fluid-like (bright T2, dark T1, intermediate FLAIR); cortical bone dark; fat and marrow bright on T1.
 INTENSITY = {
     #         gm    wm    csf   bone  marrow muscle fat   skin  netc  et    snfh
-    "t1":    (0.68, 1.00, 0.28, 0.04, 0.85, 0.50, 1.15, 0.70, 0.32, 0.60, 0.55),
+    "t1":    (0.68, 1.00, 0.28, 0.04, 0.85, 0.50, 1.15, 0.70, 0.32, 0.60, 0.50),
     "t1c":   (0.70, 1.00, 0.33, 0.04, 0.88, 0.55, 1.15, 0.75, 0.30, 1.45, 0.58),
-    "t2":    (0.80, 0.58, 1.55, 0.04, 0.75, 0.35, 0.90, 0.60, 1.35, 0.95, 1.20),
+    "t2":    (0.80, 0.58, 1.55, 0.04, 0.75, 0.35, 0.90, 0.60, 1.45, 0.95, 1.40),
     "flair": (0.88, 0.66, 0.14, 0.04, 0.80, 0.45, 0.90, 0.65, 0.55, 1.05, 1.40),
 }
+# Oedema is tissue soaked with water: this fraction of its signal is oedema, the rest the underlying tissue.
+OEDEMA_WATER = 0.8
 TISSUES = ("gm", "wm", "csf", "bone", "marrow", "muscle", "fat", "skin", "netc", "et", "snfh")
 
 # Acquisition protocols a modality is drawn from: (in-plane mm, slice mm, slice plane), at 1 mm atlas resolution.
@@ -347,12 +349,12 @@ def _synthesize_contrasts(rng, tissue: dict[str, np.ndarray], tumour: dict[str, 
         means = dict(zip(TISSUES, np.asarray(INTENSITY[modality]) * jitter[modality]))
         healthy = sum(tissue[name] * means[name] for name in tissue)
         healthy *= 1 + 0.03 * texture
-        # Tumour compartments replace tissue; oedema is tissue soaked with water, so it keeps some of it.
+        # Tumour compartments replace tissue; oedema keeps part of the tissue it soaks.
         lesion_texture = 1 + 0.10 * texture
-        image = (healthy * (1 - tumour["netc"] - tumour["et"] - 0.7 * tumour["snfh"])
+        image = (healthy * (1 - tumour["netc"] - tumour["et"] - OEDEMA_WATER * tumour["snfh"])
                  + tumour["netc"] * means["netc"] * lesion_texture
                  + tumour["et"] * means["et"] * (1 + 0.15 * texture)
-                 + tumour["snfh"] * 0.7 * means["snfh"] * lesion_texture)
+                 + tumour["snfh"] * OEDEMA_WATER * means["snfh"] * lesion_texture)
         images[modality] = np.where(tumour_any > 0, image, healthy).astype(np.float32)
     return images
 
