@@ -1,0 +1,23 @@
+# Two entry points (see README): `make demo` and `make test`. Both create .venv on first use.
+PYTHON ?= python3.11
+CORES ?= 2
+VENV := .venv
+BIN := $(CURDIR)/$(VENV)/bin
+# The workflow's rules call the `bratsflow` command from this environment.
+export PATH := $(BIN):$(PATH)
+
+.PHONY: demo test
+
+demo: $(VENV)/.installed-workflow
+	snakemake --cores $(CORES)
+
+test: $(VENV)/.installed-test
+	pytest
+
+$(VENV)/bin/pip:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --upgrade "pip>=24"
+
+$(VENV)/.installed-%: pyproject.toml | $(VENV)/bin/pip
+	$(BIN)/pip install -e ".[$*]"
+	touch $@

@@ -1,0 +1,33 @@
+"""Print the README's configuration table from workflow/schemas/config.schema.yaml (one row per option)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import yaml
+
+SCHEMA = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
+
+
+def _rows(properties: dict, prefix: str = ""):
+    for name, spec in properties.items():
+        key = f"{prefix}{name}"
+        if spec.get("type") == "object" and "properties" in spec:
+            yield from _rows(spec["properties"], f"{key}.")
+            continue
+        default = json.dumps(spec.get("default")) if "default" in spec else ""
+        allowed = " \\| ".join(map(str, spec["enum"])) if "enum" in spec else spec.get("type", "")
+        description = " ".join(spec.get("description", "").split()).replace("|", "\\|")
+        yield f"| `{key}` | {allowed} | `{default}` | {description} |"
+
+
+def table(schema_path: Path = SCHEMA) -> str:
+    schema = yaml.safe_load(schema_path.read_text())
+    lines = ["| key | type | default | meaning |", "|---|---|---|---|", *_rows(schema["properties"])]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.stdout.write(table())
