@@ -42,11 +42,14 @@ def convert_dicom(folder: Path, workdir: Path, *, subject: str | None = None,
     where = dict(subject=subject, modality=modality, file=folder)
     if not any(p.is_file() for p in folder.rglob("*")):
         raise InputError("DICOM folder is empty", **where)
+    # A fresh folder per conversion: leftovers of an earlier run would count as extra series.
+    workdir.mkdir(parents=True, exist_ok=True)
+    target = Path(tempfile.mkdtemp(prefix="dcm2niix-", dir=workdir))
     # -g i: ignore a user's ~/.dcm2nii.ini so conversions are reproducible; -ba y: strip identifiers.
     command = [dcm2niix_binary(), "-g", "i", "-z", "y", "-b", "y", "-ba", "y", "-f", "%s_%d", "-w", "2",
-               "-o", str(workdir), str(folder)]
+               "-o", str(target), str(folder)]
     result = subprocess.run(command, capture_output=True, text=True, check=False)
-    outputs = sorted(workdir.glob("*.nii.gz"))
+    outputs = sorted(target.glob("*.nii.gz"))
     if result.returncode != 0 and not outputs:
         tail = (result.stderr or result.stdout).strip().splitlines()[-3:]
         raise InputError(f"dcm2niix could not convert the folder (exit {result.returncode}: {' | '.join(tail)})",
