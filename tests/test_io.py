@@ -4,7 +4,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from bratsflow.errors import InputError
+from bratsflow.errors import ConfigError, InputError
 from bratsflow.io import axcodes, check_image, load_image, reorient, save_image, sha256_file
 
 
@@ -90,6 +90,12 @@ def test_reorient_keeps_world_coordinates():
         world = nib.affines.apply_affine(affine, ijk)
         out_ijk = np.rint(nib.affines.apply_affine(np.linalg.inv(out.affine), world)).astype(int)
         assert np.asarray(out.dataobj)[tuple(out_ijk)] == data[ijk]
+
+
+@pytest.mark.parametrize("codes", ["RAR", "XYZ", "RA", "RASL"])
+def test_reorient_refuses_bad_codes(codes):
+    with pytest.raises(ConfigError, match="not three axis codes"):
+        reorient(_image(), codes)
 
 
 def test_save_is_atomic_and_leaves_no_temporary_file(tmp_path):

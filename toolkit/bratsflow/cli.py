@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from . import __version__
-from .cohort import MODALITIES, Subject, find_subject, load_cohort
+from .cohort import MODALITIES, Subject, find_subject, load_cohort, validate_subject_id
 from .errors import BratsflowError
 
 log = logging.getLogger("bratsflow")
@@ -41,8 +41,6 @@ def cmd_ingest(args: argparse.Namespace) -> None:
         missing = [m for m in MODALITIES if m not in explicit]
         if missing:
             raise BratsflowError(f"missing --{' --'.join(missing)} (or give --samples / --bids)")
-        from .cohort import validate_subject_id
-
         validate_subject_id(args.subject)
         subject = Subject(args.subject, explicit)
     ingest_subject(subject, args.out, orientation=args.orientation,

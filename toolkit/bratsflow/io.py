@@ -17,9 +17,10 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 
-from .errors import InputError
+from .errors import ConfigError, InputError
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
+AXIS_OF_CODE = {"R": "x", "L": "x", "A": "y", "P": "y", "S": "z", "I": "z"}
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
@@ -115,6 +116,8 @@ def spacing(img: nib.Nifti1Image) -> tuple[float, ...]:
 
 def reorient(img: nib.Nifti1Image, codes: str = "RAS") -> nib.Nifti1Image:
     """Permute/flip axes (no resampling) so that the voxel axes point along `codes`; world coordinates are kept."""
+    if sorted(AXIS_OF_CODE.get(c, "?") for c in codes) != ["x", "y", "z"]:
+        raise ConfigError(f"orientation {codes!r} is not three axis codes, one each of R/L, A/P and S/I")
     current = nib.orientations.io_orientation(img.affine)
     target = nib.orientations.axcodes2ornt(tuple(codes))
     return img.as_reoriented(nib.orientations.ornt_transform(current, target))

@@ -29,8 +29,9 @@ def _slice(volume: np.ndarray, view: str, index: tuple[int, int, int]) -> np.nda
     return plane if view == "sagittal" else plane[:, ::-1]
 
 
-def window(volume: np.ndarray, mask: np.ndarray | None = None) -> tuple[float, float]:
-    values = volume[mask] if mask is not None and mask.any() else volume[volume > 0]
+def window(volume: np.ndarray) -> tuple[float, float]:
+    """Display range: 0.5th–99.5th percentile of the non-zero voxels."""
+    values = volume[volume > 0]
     if values.size == 0:
         return 0.0, 1.0
     low, high = np.percentile(values, [0.5, 99.5])

@@ -21,7 +21,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -131,8 +131,8 @@ class SyntheticSubject:
     labels_atlas: nib.Nifti1Image
     brain_atlas: nib.Nifti1Image
     labels_t1c: nib.Nifti1Image
-    truth: dict = field(default_factory=dict)
-    bspline_coefficients: np.ndarray | None = None
+    truth: dict
+    bspline_coefficients: np.ndarray
 
 
 def _translation(offset) -> np.ndarray:
@@ -380,7 +380,7 @@ def _random_pose(rng: np.random.Generator, centre_world: np.ndarray, params: Syn
 
 
 def _acquire(rng, modality: str, subject_image: np.ndarray, labels: np.ndarray | None, head: HeadModel,
-             head_mask: np.ndarray, params: SynthParams, noise_reference: float):
+             head_mask: np.ndarray, brain_centre_world: np.ndarray, params: SynthParams, noise_reference: float):
     """Sample one modality in its own native space; returns the image, native->atlas pose, protocol and
     (for the T1c) the labels sampled at the native voxel centres."""
     res = head.resolution_mm
@@ -388,7 +388,6 @@ def _acquire(rng, modality: str, subject_image: np.ndarray, labels: np.ndarray |
     slice_axis = SLICE_AXIS[plane]
     spacing = np.full(3, in_plane * res)
     spacing[slice_axis] = thickness * res
-    brain_centre_world = nib.affines.apply_affine(head.affine, np.argwhere(head.brain > 0.5).mean(axis=0))
     pose = _random_pose(rng, brain_centre_world, params)
 
     # Field of view: the head's bounding box in the scanner frame, plus a margin.
@@ -471,7 +470,7 @@ def synthesize_subject(rng: np.random.Generator, params: SynthParams = SynthPara
     # Per-subject skull and scalp thickness, varying smoothly over the head.
     thickness = rng.uniform(0.85, 1.2) * (1 + 0.2 * np.clip(smooth_noise(rng, head.shape, 20.0 / res), -2, 2))
     layers = _layer_fractions(distance / thickness, res)
-    head_mask = ndi.binary_fill_holes((distance / thickness) < HEAD_LAYERS[-1][2])
+    head_mask = (distance / thickness) < HEAD_LAYERS[-1][2]
     outside = 1.0 - brain
     tissue = {"gm": gm, "wm": wm, "csf": csf + layers.pop("csf") * outside}
     tissue.update({name: frac * outside for name, frac in layers.items()})
@@ -488,10 +487,11 @@ def synthesize_subject(rng: np.random.Generator, params: SynthParams = SynthPara
 
     acquisitions = {}
     labels_t1c = None
+    brain_centre_world = nib.affines.apply_affine(head.affine, np.argwhere(head.brain > 0.5).mean(axis=0))
     for modality in MODALITIES:
         img, pose, protocol, native_labels = _acquire(
-            rng, modality, contrasts[modality], labels if modality == "t1c" else None, head, head_mask, params,
-            noise_reference=gain)
+            rng, modality, contrasts[modality], labels if modality == "t1c" else None, head, head_mask,
+            brain_centre_world, params, noise_reference=gain)
         acquisitions[modality] = Acquisition(modality, img, pose, protocol)
         if native_labels is not None:
             labels_t1c = native_labels
