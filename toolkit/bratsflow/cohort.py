@@ -61,7 +61,7 @@ def read_sheet(path: str | Path) -> pd.DataFrame:
         raise ConfigError("sample sheet does not exist", file=path)
     separator = "," if path.suffix.lower() == ".csv" else "\t"
     try:
-        sheet = pd.read_csv(path, sep=separator, dtype=str, keep_default_na=False, comment="#",
+        sheet = pd.read_csv(path, sep=separator, dtype=str, keep_default_na=False,
                             skip_blank_lines=True)
     except pd.errors.EmptyDataError:
         raise ConfigError("sample sheet is empty", file=path) from None
