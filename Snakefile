@@ -18,10 +18,15 @@ wildcard_constraints:
 
 include: "workflow/rules/demo.smk"
 include: "workflow/rules/ingest.smk"
+include: "workflow/rules/coregister.smk"
+include: "workflow/rules/fuse.smk"
 
 
 rule all:
     default_target: True
     input:
-        expand(step_outputs("ingest", "{subject}"), subject=SUBJECTS),
+        expand(step_outputs("coregister", "{subject}"), subject=SUBJECTS),
+        native_targets(),
         str(paths.cohort_file(RESULTS, "ingest.tsv")),
+        # The fused segmentation once segment.members names an ensemble.
+        expand(str(paths.fused_segmentation(RESULTS, "{subject}")), subject=SUBJECTS if FUSE_MEMBERS else []),

@@ -19,3 +19,24 @@ def tiny_cohort(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("tiny_cohort")
     generate_cohort(root, 3, TINY_SEED, SynthParams(resolution_mm=TINY_RESOLUTION_MM))
     return root
+
+
+@pytest.fixture(scope="session")
+def tiny_atlas(tiny_cohort, tmp_path_factory) -> tuple[Path, Path]:
+    """The MNI152 template and brain mask on the tiny cohort's 3 mm atlas grid (image, mask)."""
+    import nibabel as nib
+    import numpy as np
+    from nibabel.processing import resample_from_to
+    from nilearn import datasets
+
+    folder = tmp_path_factory.mktemp("tiny_atlas")
+    grid = nib.load(tiny_cohort / "derivatives" / "truth" / "sub-001" / "sub-001_space-atlas_dseg.nii.gz")
+    template = resample_from_to(datasets.load_mni152_template(resolution=1), grid, order=1)
+    mask = resample_from_to(datasets.load_mni152_brain_mask(resolution=1), grid, order=0)
+    nib.save(template, folder / "atlas.nii.gz")
+    nib.save(nib.Nifti1Image(np.asarray(mask.dataobj, dtype=np.uint8), mask.affine), folder / "mask.nii.gz")
+    return folder / "atlas.nii.gz", folder / "mask.nii.gz"
+
+
+# Thick-slice 3 mm data reach lower similarity than real-sized images (see the coregister.min_nmi docs).
+TINY_MIN_NMI = 1.03

@@ -33,3 +33,21 @@ def test_label_outside_convention_is_an_error():
 def test_unknown_convention():
     with pytest.raises(InputError, match="unknown label convention"):
         get_convention("brats2019")
+
+
+@pytest.mark.parametrize("convention", ["brats2023", "brats2021"])
+def test_depths_order_sub_regions_from_the_outside_in(convention):
+    from bratsflow.labels import NESTING, REGION_DEPTH, from_depth, to_depth
+
+    assert NESTING == ("SNFH", "NETC", "ET") and REGION_DEPTH == {"WT": 1, "TC": 2, "ET": 3}
+    values = get_convention(convention).labels
+    labels = np.array([0, values["SNFH"], values["NETC"], values["ET"]], dtype=np.int16)
+    depth = to_depth(labels, convention)
+    assert depth.tolist() == [0, 1, 2, 3] and depth.dtype == np.uint8
+    assert from_depth(depth, convention).tolist() == labels.tolist()
+    for region, d in REGION_DEPTH.items():
+        assert (depth >= d).tolist() == region_mask(labels, region, convention).tolist()
+    with pytest.raises(InputError, match="not part of convention"):
+        to_depth(np.array([0, 7]), convention)
+    with pytest.raises(InputError, match="non-integer"):
+        to_depth(np.array([0.0, 1.5]), convention)

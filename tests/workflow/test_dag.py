@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from bratsflow.synth import bids_image_path
+from conftest import TINY_MIN_NMI
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.workflow
@@ -43,13 +44,16 @@ def test_default_dry_run_plans_the_demo_cohort(tmp_path):
     assert "ingest_table" in out
 
 
-def _write_config(tmp_path: Path, **extra) -> Path:
+def _write_config(tmp_path: Path, tiny_atlas=None, **extra) -> Path:
     config = {
         "results": str(tmp_path / "results"),
         "demo": {"root": str(tmp_path / "demo"), "subjects": 2, "seed": 7, "resolution_mm": 3.0},
         "ingest": {"spacing_range_mm": [0.2, 16.0]},
         **extra,
     }
+    if tiny_atlas:
+        config["coregister"] = {"atlas": str(tiny_atlas[0]), "atlas_mask": str(tiny_atlas[1]),
+                                "min_nmi": TINY_MIN_NMI}
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
@@ -59,7 +63,7 @@ def _sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def test_end_to_end_with_a_bad_subject_under_keep_going(tmp_path):
+def test_end_to_end_with_a_bad_subject_under_keep_going(tmp_path, tiny_atlas):
     demo = tmp_path / "demo"
     broken = tmp_path / "broken.nii.gz"
     broken.write_bytes(b"\x1f\x8b\x08\x00garbage")
@@ -70,7 +74,7 @@ def test_end_to_end_with_a_bad_subject_under_keep_going(tmp_path):
     rows.append("\t".join(["bad", *good[:2], str(broken), str(tmp_path / "absent.nii.gz")]))
     sheet = tmp_path / "subjects.tsv"
     sheet.write_text("\n".join(rows) + "\n")
-    config = _write_config(tmp_path, samples=str(sheet))
+    config = _write_config(tmp_path, tiny_atlas, samples=str(sheet))
 
     result = snakemake("--cores", "2", "--configfile", str(config), "--keep-going", check=False)
     assert result.returncode != 0, "the bad subject fails the run"
@@ -79,19 +83,24 @@ def test_end_to_end_with_a_bad_subject_under_keep_going(tmp_path):
         for name in ("t1", "t1c", "t2", "flair"):
             assert (results / sid / "ingest" / f"{name}.nii.gz").is_file()
         assert (results / sid / "benchmarks" / "ingest.tsv").is_file()
+        for name in ("t1.nii.gz", "flair.nii.gz", "coregister.json", "transforms/flair-to-t1c.mat"):
+            assert (results / sid / "coregister" / name).is_file()
     assert not (results / "bad" / "ingest" / "t1.nii.gz").exists()
     log = (results / "bad" / "logs" / "ingest.log").read_text()
     assert f"subject bad: T2 {broken}: " in log
     assert f"FLAIR {tmp_path / 'absent.nii.gz'}: file does not exist" in log
     assert (demo / "derivatives" / "truth" / "sub-002" / "sub-002_space-atlas_dseg.nii.gz").is_file()
 
-    # The same cohort as a BIDS tree gives byte-identical ingest outputs; a rerun has nothing to do.
-    bids_config = _write_config(tmp_path, bids=str(demo), results=str(tmp_path / "bids_results"))
+    # The same cohort as a BIDS tree gives byte-identical outputs; a rerun has nothing to do.
+    bids_config = _write_config(tmp_path, tiny_atlas, bids=str(demo), results=str(tmp_path / "bids_results"),
+                                to_native={"images": ["coregister/flair"], "spaces": ["t1c"]})
     snakemake("--cores", "2", "--configfile", str(bids_config))
     for sid in ("sub-001", "sub-002"):
-        for name in ("t1", "flair"):
-            assert _sha(tmp_path / "bids_results" / sid / "ingest" / f"{name}.nii.gz") == \
-                _sha(results / sid / "ingest" / f"{name}.nii.gz")
+        for step, name in (("ingest", "t1"), ("ingest", "flair"), ("coregister", "t2"), ("coregister", "flair")):
+            assert _sha(tmp_path / "bids_results" / sid / step / f"{name}.nii.gz") == \
+                _sha(results / sid / step / f"{name}.nii.gz")
+        native = tmp_path / "bids_results" / sid / "native" / "coregister-flair_space-t1c.nii.gz"
+        assert native.is_file()
     table = (tmp_path / "bids_results" / "cohort" / "ingest.tsv").read_text().splitlines()
     assert len(table) == 1 + 2 * 4
     rerun = snakemake("--cores", "2", "--configfile", str(bids_config))

@@ -34,3 +34,7 @@ class InputError(BratsflowError):
 
 class ConfigError(BratsflowError):
     """A configuration value or sample sheet does not follow its schema."""
+
+
+class RegistrationError(BratsflowError):
+    """A registration ran but its result is not trustworthy (similarity too low after registration)."""

@@ -10,6 +10,7 @@ import gzip
 import hashlib
 import json
 import os
+import zipfile
 import zlib
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ import nibabel as nib
 import numpy as np
 
 from .errors import ConfigError, InputError
+from .labels import BACKGROUND, REGIONS, SUBREGIONS
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 AXIS_OF_CODE = {"R": "x", "L": "x", "A": "y", "P": "y", "S": "z", "I": "z"}
@@ -71,13 +73,13 @@ def _raw_zero_spacing_axes(path: Path, header_class) -> list[int]:
     return [axis for axis in range(min(ndim, 3)) if raw["pixdim"][axis + 1] == 0]
 
 
-def check_image(img: nib.Nifti1Image, *, spacing_range_mm: tuple[float, float] = (0.2, 8.0),
+def check_image(img: nib.Nifti1Image, *, spacing_range_mm: tuple[float, float] | None = (0.2, 8.0),
                 subject: str | None = None, modality: str | None = None,
                 file: str | Path | None = None) -> nib.Nifti1Image:
     """Validate a structural image and return it as a 3-D image (a trailing singleton 4th axis is dropped).
 
     Rejects: images that are not 3-D, tiny axes (a 2-D slice stored as 3-D), non-finite voxels, images with no
-    signal (all zero or constant), a singular affine, and voxel spacings outside `spacing_range_mm`.
+    signal (all zero or constant), a singular affine, and voxel spacings outside `spacing_range_mm` (when given).
     """
     where = dict(subject=subject, modality=modality, file=file)
     data = np.asanyarray(img.dataobj)
@@ -99,8 +101,8 @@ def check_image(img: nib.Nifti1Image, *, spacing_range_mm: tuple[float, float] =
     if not np.all(np.isfinite(affine)) or abs(np.linalg.det(affine[:3, :3])) < 1e-12:
         raise InputError("the affine (qform/sform) is singular or not finite", **where)
     spacing = np.sqrt((affine[:3, :3] ** 2).sum(axis=0))
-    low, high = spacing_range_mm
-    if np.any(spacing < low) or np.any(spacing > high):
+    low, high = spacing_range_mm or (0.0, np.inf)
+    if np.any(spacing <= low) or np.any(spacing > high):
         shown = "×".join(f"{s:g}" for s in spacing)
         raise InputError(f"implausible voxel spacing {shown} mm (allowed {low:g}–{high:g} mm per axis)", **where)
     return nib.Nifti1Image(data, affine, img.header)
@@ -153,6 +155,99 @@ def label_image(labels: np.ndarray, affine: np.ndarray, *, aligned_to_atlas: boo
     return img
 
 
+def label_image_like(labels: np.ndarray, reference: nib.Nifti1Image) -> nib.Nifti1Image:
+    """A uint8 label map on the reference's grid, keeping its affine and its sform/qform codes."""
+    header = reference.header.copy()
+    header.set_data_dtype(np.uint8)
+    header.set_slope_inter(None, None)
+    img = nib.Nifti1Image(np.asarray(labels, dtype=np.uint8), reference.affine, header)
+    sform, sform_code = reference.get_sform(coded=True)
+    qform, qform_code = reference.get_qform(coded=True)
+    img.set_sform(reference.affine if sform is None else sform, code=int(sform_code) or 1)
+    img.set_qform(reference.affine if qform is None else qform, code=int(qform_code) or 1)
+    return img
+
+
+# Probability maps of one ensemble member: `<member>_probabilities.npz`, one float16 array per key, each of the
+# member label map's shape and voxel order. Region models store their sigmoid outputs under WT, TC, ET; label
+# models their softmax under background, NETC, SNFH, ET (names, not values, so the file is convention-free).
+REGION_PROBABILITY_KEYS: tuple[str, ...] = REGIONS
+LABEL_PROBABILITY_KEYS: tuple[str, ...] = (BACKGROUND, *SUBREGIONS)
+PROBABILITY_SUFFIX = "_probabilities.npz"
+
+
+def probability_kind(keys) -> str:
+    """'regions' or 'labels' from a probability file's keys; anything else is not a probability file."""
+    keys = set(keys)
+    if keys == set(REGION_PROBABILITY_KEYS):
+        return "regions"
+    if keys == set(LABEL_PROBABILITY_KEYS):
+        return "labels"
+    raise InputError(f"probability keys {sorted(keys)} are neither {list(REGION_PROBABILITY_KEYS)} (region model) "
+                     f"nor {list(LABEL_PROBABILITY_KEYS)} (label model)")
+
+
+def check_probabilities(probabilities: dict[str, np.ndarray], *, subject: str | None = None,
+                        file: str | Path | None = None) -> dict[str, np.ndarray]:
+    """Validate a member's probability maps (keys, one shared 3-D shape, finite values in [0, 1])."""
+    try:
+        probability_kind(probabilities)
+    except InputError as exc:
+        raise InputError(exc.reason, subject=subject, file=file) from None
+    shapes = {key: np.shape(value) for key, value in probabilities.items()}
+    if len(set(shapes.values())) != 1:
+        raise InputError(f"probability maps differ in shape: {shapes}", subject=subject, file=file)
+    for key, value in probabilities.items():
+        value = np.asarray(value)
+        if value.dtype.kind != "f":
+            raise InputError(f"probability map {key} has dtype {value.dtype}, expected floating point",
+                             subject=subject, file=file)
+        if value.size and not _in_unit_interval(value):
+            raise InputError(f"probability map {key} holds values outside [0, 1] or non-finite values",
+                             subject=subject, file=file)
+    return probabilities
+
+
+def _in_unit_interval(value: np.ndarray) -> bool:
+    """All values finite and within [0, 1]. Fast path: the bit patterns of non-negative floats up to 1.0 are
+    exactly the unsigned integers up to that of 1.0 (negative values, NaN and infinity all lie above it)."""
+    unsigned = {2: np.uint16, 4: np.uint32, 8: np.uint64}.get(value.dtype.itemsize)
+    if unsigned is not None and value.dtype.kind == "f":
+        one = np.array(1.0, dtype=value.dtype).view(unsigned)
+        if value.view(unsigned).max() <= one:
+            return True
+    return bool(np.isfinite(value).all() and value.min() >= 0 and value.max() <= 1)
+
+
+def save_probabilities(probabilities: dict[str, np.ndarray], path: str | Path) -> Path:
+    """Write a member's probability maps as float16 arrays in one compressed .npz, atomically."""
+    path = Path(path)
+    if not path.name.endswith(".npz"):
+        raise InputError("probability files end in .npz", file=path)
+    check_probabilities(probabilities, file=path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.npz")
+    try:
+        np.savez_compressed(tmp, **{key: np.asarray(value, dtype=np.float16) for key, value in probabilities.items()})
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def load_probabilities(path: str | Path, *, subject: str | None = None) -> dict[str, np.ndarray]:
+    """Read and validate a member's probability file (see `save_probabilities`)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("probability file does not exist", subject=subject, file=path)
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            probabilities = {key: npz[key] for key in npz.files}
+    except (OSError, ValueError, zlib.error, EOFError, zipfile.BadZipFile) as exc:
+        raise InputError(f"not a readable .npz probability file ({exc})", subject=subject, file=path) from exc
+    return check_probabilities(probabilities, subject=subject, file=path)
+
+
 def save_json(obj: Any, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -173,3 +268,30 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+# NIfTI world coordinates are RAS+, ITK/ANTs physical coordinates LPS+: x and y change sign.
+_RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0])
+
+
+def to_ants(img: nib.Nifti1Image, dtype=np.float32):
+    """A nibabel image as an ANTsImage with the same voxels and world geometry."""
+    import ants
+
+    affine = img.affine
+    spacing = np.sqrt((affine[:3, :3] ** 2).sum(axis=0))
+    direction = _RAS_TO_LPS @ (affine[:3, :3] / spacing)
+    origin = _RAS_TO_LPS @ affine[:3, 3]
+    return ants.from_numpy(np.asarray(img.dataobj, dtype=dtype), origin=tuple(origin.tolist()),
+                           spacing=tuple(spacing.tolist()), direction=direction)
+
+
+def from_ants(image, dtype=np.float32) -> nib.Nifti1Image:
+    """An ANTsImage as a nibabel image (RAS+ affine), voxel data cast to `dtype`."""
+    spacing = np.asarray(image.spacing, dtype=float)
+    affine = np.eye(4)
+    affine[:3, :3] = _RAS_TO_LPS @ np.asarray(image.direction, dtype=float) @ np.diag(spacing)
+    affine[:3, 3] = _RAS_TO_LPS @ np.asarray(image.origin, dtype=float)
+    out = nib.Nifti1Image(image.numpy().astype(dtype), affine)
+    out.header.set_xyzt_units("mm")
+    return out

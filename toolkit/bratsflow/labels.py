@@ -40,6 +40,16 @@ REGION_MEMBERS: dict[str, tuple[str, ...]] = {
 }
 REGIONS: tuple[str, ...] = tuple(REGION_MEMBERS)
 SUBREGIONS: tuple[str, ...] = ("NETC", "SNFH", "ET")
+BACKGROUND = "background"
+
+# Sub-regions from the outside in. A sub-region's depth is the number of nested regions that hold it (SNFH 1,
+# NETC 2, ET 3; background 0), so region R is exactly "depth >= REGION_DEPTH[R]". Fusion and metrics work on
+# depths; label values appear only when a map is read or written.
+NESTING: tuple[str, ...] = tuple(
+    sorted(SUBREGIONS, key=lambda name: sum(name in members for members in REGION_MEMBERS.values())))
+REGION_DEPTH: dict[str, int] = {region: len(REGIONS) - len(members) + 1 for region, members in REGION_MEMBERS.items()}
+if not all(set(REGION_MEMBERS[r]) == set(NESTING[REGION_DEPTH[r] - 1:]) for r in REGIONS):
+    raise RuntimeError("REGION_MEMBERS must describe nested regions")
 
 
 def get_convention(name: str) -> Convention:
@@ -72,3 +82,39 @@ def convert(labels: np.ndarray, source: str, target: str) -> np.ndarray:
     for name, value in src.labels.items():
         out[labels == value] = dst.labels[name]
     return out
+
+
+def depth_lut(convention: str) -> np.ndarray:
+    """Lookup table (256 entries): label value -> depth (0 background … 3 ET); 255 marks values outside the convention."""
+    lut = np.full(256, 255, dtype=np.uint8)
+    lut[0] = 0
+    labels = get_convention(convention).labels
+    for depth, name in enumerate(NESTING, start=1):
+        lut[labels[name]] = depth
+    return lut
+
+
+def depth_labels(convention: str) -> np.ndarray:
+    """Depth (0 … 3) -> label value of the convention, as a uint8 lookup table."""
+    labels = get_convention(convention).labels
+    return np.array([0, *(labels[name] for name in NESTING)], dtype=np.uint8)
+
+
+def to_depth(labels: np.ndarray, convention: str, *, subject: str | None = None, file=None) -> np.ndarray:
+    """A label map as uint8 depths (see NESTING); a value outside the convention is an InputError naming it."""
+    arr = np.asarray(labels)
+    if arr.dtype != np.uint8:
+        if arr.dtype.kind == "f" and not np.array_equal(arr, np.round(arr)):
+            raise InputError("label map holds non-integer values", subject=subject, file=file)
+        if arr.dtype.kind not in "buif" or (arr.size and (arr.min() < 0 or arr.max() > 255)):
+            check_labels(arr, convention, subject=subject, file=file)
+            raise InputError(f"label map of dtype {arr.dtype} is not numeric", subject=subject, file=file)
+        arr = arr.astype(np.uint8)
+    depth = depth_lut(convention).take(arr)
+    if depth.size and depth.max() == 255:
+        check_labels(arr, convention, subject=subject, file=file)
+    return depth
+
+
+def from_depth(depth: np.ndarray, convention: str) -> np.ndarray:
+    return depth_labels(convention).take(depth)

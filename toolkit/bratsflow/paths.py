@@ -29,3 +29,27 @@ def benchmark_file(results: str | Path, subject: str, step: str) -> Path:
 
 def cohort_file(results: str | Path, name: str) -> Path:
     return Path(results) / COHORT / name
+
+
+def segment_member(results: str | Path, subject: str, member: str) -> Path:
+    """One ensemble member's label map."""
+    return step_dir(results, subject, "segment") / f"{member}.nii.gz"
+
+
+def segment_probabilities(results: str | Path, subject: str, member: str) -> Path:
+    """One ensemble member's probability maps (format: bratsflow.io.save_probabilities)."""
+    return step_dir(results, subject, "segment") / f"{member}_probabilities.npz"
+
+
+def fused_segmentation(results: str | Path, subject: str) -> Path:
+    return step_dir(results, subject, "fuse") / "segmentation.nii.gz"
+
+
+def native_file(results: str | Path, subject: str, step: str, name: str, space: str) -> Path:
+    """An atlas-space result mapped back into a modality's native space."""
+    return Path(results) / subject / "native" / f"{step}-{name}_space-{space}.nii.gz"
+
+
+def is_label_map(step: str, name: str) -> bool:
+    """Segmentations and masks move between spaces with label-aware interpolation."""
+    return step in ("segment", "fuse") or name.endswith("mask")

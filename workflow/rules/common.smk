@@ -1,6 +1,6 @@
 # Configuration, cohort and path helpers shared by every rule file.
 import os
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
@@ -57,3 +57,13 @@ def step_log(step, subject="{subject}"):
 
 def step_benchmark(step, subject="{subject}"):
     return str(paths.benchmark_file(RESULTS, subject, step))
+
+
+def native_targets():
+    """The configured atlas-space results (STEP/NAME) mapped into the configured native spaces."""
+    return [
+        str(paths.native_file(RESULTS, subject, *PurePosixPath(image).parts, space))
+        for subject in SUBJECTS
+        for image in config["to_native"]["images"]
+        for space in config["to_native"]["spaces"]
+    ]

@@ -1,4 +1,5 @@
-"""Print the README's configuration table from workflow/schemas/config.schema.yaml (one row per option)."""
+"""Print the README's configuration table from workflow/schemas/config.schema.yaml (one row per option),
+or with `--update README.md` rewrite the table between the README's markers."""
 
 from __future__ import annotations
 
@@ -29,5 +30,17 @@ def table(schema_path: Path = SCHEMA) -> str:
     return "\n".join(lines) + "\n"
 
 
+def update(readme: Path) -> None:
+    """Replace the table between the README's config-table markers."""
+    head, rest = readme.read_text().split(START, 1)
+    _, tail = rest.split(END, 1)
+    readme.write_text(f"{head}{START}{table()}{END}{tail}")
+
+
+START, END = "<!-- config-table:start -->\n", "<!-- config-table:end -->"
+
 if __name__ == "__main__":
-    sys.stdout.write(table())
+    if sys.argv[1:2] == ["--update"]:
+        update(Path(sys.argv[2]))
+    else:
+        sys.stdout.write(table())

@@ -1,0 +1,587 @@
+"""Label fusion of an ensemble's segmentations: voting, SIMPLE, STAPLE and probability averaging, region-aware.
+
+`fuse(segmentations, method, weights, mode, convention, probabilities)` returns one label map.
+
+Modes
+-----
+- ``regions`` (default): the nested regions WT ⊃ TC ⊃ ET are fused as three binary problems and the label map
+  is rebuilt by painting WT, then TC, then ET, each over the previous one (nnU-Net's ``regions_class_order``):
+  a voxel is ET where ET was fused, else NETC where TC was fused, else SNFH where WT was fused, else
+  background. The output therefore always respects the hierarchy, and a voxel that the majority calls tumour
+  stays tumour however the members split its sub-label (label-wise voting would empty it).
+- ``labels``: background and the three sub-labels compete directly (a plurality vote over four classes).
+
+Methods
+-------
+- ``majority``: unweighted vote. ``weighted``: the same vote with one positive weight per member.
+- ``simple``: SIMPLE (Langerak et al., IEEE TMI 2010), per region (or over the labels in label mode): start
+  from the (weighted) vote of all members; then repeat: score every member against the current estimate
+  (Dice in region mode; in label mode the Dice pooled over the three tumour labels), drop the members whose
+  score is below ``mean - alpha * std`` of the scores of the members still in, re-vote with the remaining
+  members weighted by ``weight * score ** weight_power``, until neither the members nor the estimate change
+  (or ``max_iterations``). Dropped members stay out for good. Dropping never leaves fewer than
+  ``min_members`` members: if it would, members go in order of increasing score, whole groups of equal score
+  at a time, as long as enough remain.
+- ``staple``: STAPLE through SimpleITK over the whole image grid: ``STAPLEImageFilter`` per region (fused where
+  the posterior is > 0.5), ``MultiLabelSTAPLEImageFilter`` in label mode. STAPLE takes no member weights. Like
+  every ITK result, it is reproducible for a given thread count (``bratsflow --threads``).
+- ``mean``: the (weighted) mean of the members' probability maps, then per-region threshold > 0.5 painted in
+  hierarchy order (region mode) or argmax (label mode), like nnU-Net's own ensembling.
+
+Tie rules (exact and deterministic; member order does not matter to majority, nor to simple without weights)
+--------------------------------------------------------------------------------------------------------------
+- Region mode: a region is fused where its (weighted) votes are *strictly more* than half of the total weight
+  of the voting members; an exact tie (e.g. 3 of 6 members) leaves the voxel outside that region. For
+  ``mean`` the same rule reads: mean probability strictly above 0.5. Weighted sums are compared with a
+  tolerance of 1e-9 times the total weight, so 0.1 + 0.2 ties with 0.3 as it does on paper.
+- Label mode: the class with the most (weighted) votes wins; among tied classes the *outermost* one wins, in
+  the order background, SNFH, NETC, ET. A binary problem therefore resolves exactly like region mode
+  (a tie never promotes a voxel into a region). For ``mean`` the first maximum in that order wins.
+- ``staple``, label mode: voxels that ``MultiLabelSTAPLEImageFilter`` leaves undecided take the label of the
+  unweighted label-mode vote (and its tie rule). Region mode: a posterior of exactly 0.5 stays outside.
+- A region on which all members agree everywhere is taken as it is (STAPLE is not run on it).
+
+Agreement with SimpleITK's ``LabelVotingImageFilter``: identical wherever that filter is decided; where it
+is undecided (a tie) our rule picks the outermost tied class, so with undecided label 0 it matches every
+binary (region) vote exactly.
+
+Probability files (method ``mean``)
+-----------------------------------
+One file per member, ``<member>_probabilities.npz`` next to ``<member>.nii.gz`` (``numpy.savez_compressed``),
+written and read by ``bratsflow.io.save_probabilities`` / ``load_probabilities``: one float16 array per key,
+each of the member label map's shape and voxel order (the NIfTI data array's i, j, k), values in [0, 1].
+Region models store their sigmoid outputs under ``WT``, ``TC``, ``ET``; label models their softmax under
+``background``, ``NETC``, ``SNFH``, ``ET``. Keys are names, not label values, so a file does not depend on the
+label convention. Members of both kinds may be mixed: in region mode a label model's region probability is
+the sum of its sub-label probabilities; in label mode a region model's label probabilities are taken as
+background 1 - WT, SNFH WT - TC, NETC TC - ET, ET ET (differences clipped at 0).
+
+Inputs are integer label maps (numpy arrays, NIfTI images or paths); all members must share the shape and,
+for images, the affine (within 1e-3 mm). A value outside the label convention is an error. The output keeps
+the first image's geometry (or is a plain array when every member is an array) and is uint8.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import nibabel as nib
+import numpy as np
+
+from .errors import ConfigError, InputError
+from .io import (check_probabilities, label_image_like, load_image, load_probabilities, probability_kind,
+                 save_image, save_json, sha256_file)
+from .labels import BACKGROUND, NESTING, REGION_DEPTH, REGIONS, from_depth, get_convention, to_depth
+
+log = logging.getLogger(__name__)
+
+METHODS: tuple[str, ...] = ("majority", "weighted", "simple", "staple", "mean")
+MODES: tuple[str, ...] = ("regions", "labels")
+# Methods that take member weights (majority and staple take none).
+WEIGHTED_METHODS: tuple[str, ...] = ("weighted", "simple", "mean")
+AFFINE_TOLERANCE_MM = 1e-3
+TIE_TOLERANCE = 1e-9
+N_CLASSES = len(NESTING) + 1  # background + sub-regions, indexed by depth
+# Regions by depth (WT 1, TC 2, ET 3), the order in which region mode paints them.
+REGIONS_BY_DEPTH: tuple[str, ...] = tuple(sorted(REGIONS, key=REGION_DEPTH.get))
+
+
+@dataclass(frozen=True)
+class SimpleParams:
+    """SIMPLE's parameters (config `fuse.simple`)."""
+
+    alpha: float = 1.0
+    max_iterations: int = 25
+    min_members: int = 3
+    weight_power: float = 1.0
+
+    def __post_init__(self):
+        if not np.isfinite(self.alpha) or self.alpha < 0:
+            raise ConfigError(f"SIMPLE alpha must be a number >= 0, got {self.alpha}")
+        if self.max_iterations < 1 or self.min_members < 1:
+            raise ConfigError("SIMPLE max_iterations and min_members must be >= 1")
+        if not np.isfinite(self.weight_power) or self.weight_power < 0:
+            raise ConfigError(f"SIMPLE weight_power must be a number >= 0, got {self.weight_power}")
+
+
+@dataclass
+class _Ensemble:
+    """The members restricted to the voxels that some member calls tumour (everywhere else all agree on
+    background): `members[k]` holds member k's depths at the `inside` voxels of the bounding `box`."""
+
+    members: np.ndarray                # (K, M) uint8 depths
+    box: tuple[slice, ...] | None      # None: no member has any tumour
+    inside: np.ndarray | None          # bool mask within the box
+    names: list[str]
+    shape: tuple[int, ...]
+    reference: nib.Nifti1Image | None  # geometry of the output
+
+    def full(self, values: np.ndarray) -> np.ndarray:
+        """Crop values (M,) placed on the full grid, background elsewhere."""
+        out = np.zeros(self.shape, dtype=np.uint8)
+        if self.box is not None:
+            out[self.box][self.inside] = values  # out[box] is a view
+        return out
+
+
+# ---------------------------------------------------------------------------------------------- inputs
+
+def _default_name(segmentation: Any, index: int) -> str:
+    filename = segmentation if isinstance(segmentation, (str, Path)) else None
+    if isinstance(segmentation, nib.spatialimages.SpatialImage):
+        filename = segmentation.get_filename()
+    if filename:
+        name = Path(filename).name
+        for suffix in (".nii.gz", ".nii"):
+            if name.endswith(suffix):
+                return name[: -len(suffix)]
+        return name
+    return f"#{index + 1}"
+
+
+def _member_error(name: str, reason: str, subject: str | None, file: Any = None) -> InputError:
+    return InputError(f"member {name}: {reason}", subject=subject, file=file)
+
+
+def _prepare(segmentations: Sequence, names: Sequence[str] | None, convention: str,
+             subject: str | None) -> _Ensemble:
+    get_convention(convention)
+    if len(segmentations) == 0:
+        raise InputError("nothing to fuse: no segmentations given", subject=subject)
+    if names is None:
+        names = [_default_name(seg, i) for i, seg in enumerate(segmentations)]
+    names = [str(n) for n in names]
+    if len(names) != len(segmentations):
+        raise ConfigError(f"{len(names)} member names for {len(segmentations)} segmentations", subject=subject)
+    if len(set(names)) != len(names):
+        raise ConfigError(f"member names are not unique: {names}", subject=subject)
+    arrays, reference, reference_name, shape, files = [], None, None, None, []
+    for name, seg in zip(names, segmentations):
+        file = seg if isinstance(seg, (str, Path)) else None
+        if file is not None:
+            seg = load_image(file, subject=subject)
+        if isinstance(seg, nib.spatialimages.SpatialImage):
+            file = file or seg.get_filename()
+            data = np.asanyarray(seg.dataobj)
+            if data.ndim == 4 and data.shape[3] == 1:
+                data = data[..., 0]
+            if reference is None:
+                reference, reference_name = seg, name
+            elif not np.allclose(seg.affine, reference.affine, rtol=0, atol=AFFINE_TOLERANCE_MM):
+                raise _member_error(name, f"affine differs from member {reference_name}'s "
+                                          f"(tolerance {AFFINE_TOLERANCE_MM} mm): {seg.affine.round(4).tolist()} vs "
+                                          f"{reference.affine.round(4).tolist()}", subject, file)
+        else:
+            data = np.asarray(seg)
+        if data.dtype.kind not in "buif":
+            raise _member_error(name, f"not a label map (dtype {data.dtype})", subject, file)
+        if shape is None:
+            shape = data.shape
+        elif data.shape != shape:
+            raise _member_error(name, f"shape {data.shape} differs from member {names[0]}'s {shape}", subject, file)
+        arrays.append(data)
+        files.append(file)
+    if reference is not None and len(shape) != 3:
+        raise InputError(f"expected 3-D label maps, got shape {shape}", subject=subject)
+    # One pass per member finds the voxels anyone calls tumour; labels are checked and mapped only there
+    # (elsewhere every value is 0, which every convention allows).
+    if all(data.dtype == np.uint8 for data in arrays):  # the usual case: one OR per member
+        anywhere = arrays[0].copy(order="K")  # keep the memory layout (NIfTI data is often Fortran-ordered)
+        for data in arrays[1:]:
+            np.bitwise_or(anywhere, data, out=anywhere)
+    else:
+        anywhere = arrays[0] != 0
+        for data in arrays[1:]:
+            anywhere |= data != 0
+    box = _bounding_box(anywhere)
+    inside = anywhere[box] != 0 if box is not None else None
+    members = np.zeros((len(arrays), 0), dtype=np.uint8) if box is None else np.empty(
+        (len(arrays), int(inside.sum())), dtype=np.uint8)
+    for k, (name, data, file) in enumerate(zip(names, arrays, files)):
+        if box is None:
+            break
+        try:
+            members[k] = to_depth(data[box][inside], convention)
+        except InputError as exc:
+            raise _member_error(name, exc.reason, subject, file) from None
+    return _Ensemble(members, box, inside, names, shape, reference)
+
+
+def _weights(weights, method: str, n: int, subject: str | None) -> np.ndarray:
+    if weights is None:
+        return np.ones(n)
+    w = np.asarray(weights, dtype=np.float64).ravel()
+    if w.size != n:
+        raise ConfigError(f"{w.size} weights for {n} members", subject=subject)
+    if not np.all(np.isfinite(w)) or np.any(w <= 0):
+        raise ConfigError(f"member weights must be finite and > 0, got {w.tolist()}", subject=subject)
+    if method not in WEIGHTED_METHODS and not np.all(w == w[0]):
+        raise ConfigError(f"method {method} takes no member weights (got {w.tolist()}); use one of "
+                          f"{list(WEIGHTED_METHODS)}", subject=subject)
+    return w
+
+
+def _bounding_box(mask: np.ndarray) -> tuple[slice, ...] | None:
+    """Bounding box of the non-zero voxels: one pass over the volume, the rest on its projection and the box."""
+    if mask.ndim < 2:
+        hit = np.flatnonzero(mask)
+        return None if hit.size == 0 else (slice(int(hit[0]), int(hit[-1]) + 1),)
+    projection = np.any(mask, axis=-1)
+    box = _bounding_box(projection)
+    if box is None:
+        return None
+    last = np.flatnonzero(np.any(mask[box], axis=tuple(range(mask.ndim - 1))))
+    return (*box, slice(int(last[0]), int(last[-1]) + 1))
+
+
+# ---------------------------------------------------------------------------------------------- voting
+
+def _region_vote(masks: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Strict (weighted) majority of binary member masks (K, M): votes > half the total weight."""
+    total = float(weights.sum())
+    if masks.shape[0] == 0 or total <= 0:
+        return np.zeros(masks.shape[1:], dtype=bool)
+    if np.all(weights == weights[0]):  # plain counting, exact
+        return np.count_nonzero(masks, axis=0) > masks.shape[0] // 2
+    votes = np.zeros(masks.shape[1:])
+    for weight, mask in zip(weights, masks):
+        votes[mask] += weight
+    return votes > total / 2 + TIE_TOLERANCE * total
+
+
+def _class_votes(depths: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    votes = np.zeros((N_CLASSES, *depths.shape[1:]))
+    columns = np.arange(depths.shape[1])
+    for weight, depth in zip(weights, depths):
+        votes[depth, columns] += weight  # each voxel gets its member's weight in the row of its class
+    return votes
+
+
+def _plurality(votes: np.ndarray, total: float) -> np.ndarray:
+    """Class with the most votes; ties (within the tolerance) go to the lowest depth, i.e. the outermost class."""
+    tolerance = TIE_TOLERANCE * total
+    best = np.zeros(votes.shape[1:], dtype=np.uint8)
+    best_votes = votes[0].copy()
+    for c in range(1, votes.shape[0]):
+        better = votes[c] > best_votes + tolerance
+        best[better] = c
+        best_votes[better] = votes[c][better]
+    return best
+
+
+def _label_vote(depths: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    return _plurality(_class_votes(depths, weights), float(weights.sum()))
+
+
+def _paint(region_estimates: dict[int, np.ndarray], shape) -> np.ndarray:
+    """Rebuild depths from fused regions: WT, then TC, then ET, each painted over the previous one."""
+    out = np.zeros(shape, dtype=np.uint8)
+    for depth in sorted(region_estimates):
+        out[region_estimates[depth]] = depth
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- SIMPLE
+
+def _dice_scores(masks: np.ndarray, estimate: np.ndarray) -> np.ndarray:
+    """Dice of each binary member mask (K, M) with the estimate; both empty scores 1."""
+    overlap = (masks & estimate).sum(axis=1)
+    sizes = masks.sum(axis=1) + estimate.sum()
+    return np.where(sizes > 0, 2.0 * overlap / np.maximum(sizes, 1), 1.0)
+
+
+def _pooled_label_dice(depths: np.ndarray, estimate: np.ndarray) -> np.ndarray:
+    """Dice pooled over the tumour labels: 2 Σ|A_c ∩ E_c| / Σ(|A_c| + |E_c|); both empty scores 1."""
+    overlap = ((depths == estimate) & (estimate != 0)).sum(axis=1)
+    sizes = (depths != 0).sum(axis=1) + (estimate != 0).sum()
+    return np.where(sizes > 0, 2.0 * overlap / np.maximum(sizes, 1), 1.0)
+
+
+def _dropouts(scores: np.ndarray, active: np.ndarray, threshold: float, min_members: int) -> np.ndarray:
+    """Members to drop: the active ones scoring below the threshold, lowest first in groups of equal score,
+    never leaving fewer than `min_members`. Independent of member order."""
+    drop = np.zeros_like(active)
+    remaining = int(active.sum())
+    below = active & (scores < threshold - TIE_TOLERANCE)
+    for value in np.unique(scores[below]):
+        group = below & (scores == value)
+        if remaining - int(group.sum()) < min_members:
+            break
+        drop |= group
+        remaining -= int(group.sum())
+    return drop
+
+
+def _simple(members: np.ndarray, weights: np.ndarray, params: SimpleParams, names: list[str], *,
+            vote, score) -> tuple[np.ndarray, dict]:
+    """SIMPLE over members (K, M) with the given vote and score functions; returns the estimate and a record."""
+    active = np.ones(members.shape[0], dtype=bool)
+    current = weights.copy()
+    estimate = vote(members, current)
+    dropped: dict[str, int] = {}
+    converged, iteration, scores = False, 0, np.ones(len(names))
+    for iteration in range(1, params.max_iterations + 1):
+        scores = score(members, estimate)
+        active_scores = scores[active]
+        threshold = float(active_scores.mean() - params.alpha * active_scores.std())
+        drop = _dropouts(scores, active, threshold, params.min_members)
+        for k in np.flatnonzero(drop):
+            dropped[names[k]] = iteration
+        active &= ~drop
+        current = np.where(active, weights * scores ** params.weight_power, 0.0)
+        new_estimate = vote(members[active], current[active])
+        changed = not np.array_equal(new_estimate, estimate)
+        estimate = new_estimate
+        if not drop.any() and not changed:
+            converged = True
+            break
+    record = {
+        "iterations": iteration,
+        "converged": converged,
+        "kept": [n for n, a in zip(names, active) if a],
+        "dropped": dropped,
+        "scores": {n: round(float(s), 6) for n, s in zip(names, scores)},
+        "final_weights": {n: round(float(w), 6) for n, w in zip(names, current)},
+    }
+    return estimate, record
+
+
+# ---------------------------------------------------------------------------------------------- STAPLE
+
+def _sitk_image(array: np.ndarray):
+    import SimpleITK as sitk
+
+    return sitk.GetImageFromArray(np.ascontiguousarray(array, dtype=np.uint8))
+
+
+def _staple_region(ensemble: _Ensemble, depth: int) -> tuple[np.ndarray, dict]:
+    import SimpleITK as sitk
+
+    images = [_sitk_image(ensemble.full(m >= depth)) for m in ensemble.members]
+    staple = sitk.STAPLEImageFilter()
+    staple.SetForegroundValue(1)
+    posterior = sitk.GetArrayFromImage(staple.Execute(images))
+    record = {
+        "iterations": int(staple.GetElapsedIterations()),
+        "sensitivity": {n: round(float(s), 6) for n, s in zip(ensemble.names, staple.GetSensitivity())},
+        "specificity": {n: round(float(s), 6) for n, s in zip(ensemble.names, staple.GetSpecificity())},
+    }
+    return posterior > 0.5, record
+
+
+def _staple_labels(ensemble: _Ensemble) -> tuple[np.ndarray, dict]:
+    """MultiLabelSTAPLE over the whole grid: full-grid depths, undecided voxels filled by the label vote."""
+    import SimpleITK as sitk
+
+    undecided = 255
+    staple = sitk.MultiLabelSTAPLEImageFilter()
+    staple.SetLabelForUndecidedPixels(undecided)
+    fused = sitk.GetArrayFromImage(staple.Execute([_sitk_image(ensemble.full(m)) for m in ensemble.members]))
+    unsure = fused == undecided
+    if unsure.any():
+        fused[unsure] = 0
+        crop_unsure = unsure[ensemble.box][ensemble.inside]
+        estimate = fused[ensemble.box][ensemble.inside]
+        estimate[crop_unsure] = _label_vote(ensemble.members[:, crop_unsure], np.ones(len(ensemble.names)))
+        fused[ensemble.box][ensemble.inside] = estimate
+    return fused, {"undecided_voxels": int(unsure.sum())}
+
+
+# ---------------------------------------------------------------------------------------------- mean
+
+def _label_channels(probabilities: dict[str, np.ndarray], buffer: np.ndarray):
+    """A region model's probabilities as label probabilities in depth order background (1 - WT), SNFH (WT - TC),
+    NETC (TC - ET), ET; differences clipped at 0. Yields each channel, computed into `buffer` when needed."""
+    regions = [probabilities[r] for r in REGIONS_BY_DEPTH]
+    np.subtract(np.float32(1.0), regions[0], out=buffer, dtype=np.float32)
+    yield buffer
+    for outer, inner in zip(regions[:-1], regions[1:]):
+        np.subtract(outer, inner, out=buffer, dtype=np.float32)
+        np.maximum(buffer, 0.0, out=buffer)
+        yield buffer
+    yield regions[-1]
+
+
+def _mean(ensemble: _Ensemble, probabilities: Sequence, weights: np.ndarray, mode: str,
+          subject: str | None) -> np.ndarray:
+    """Weighted mean of the members' probabilities (sums compared with the total weight, in float32)."""
+    if probabilities is None or len(probabilities) != len(ensemble.names):
+        given = 0 if probabilities is None else len(probabilities)
+        raise InputError(f"method mean needs one probability file per member ({given} for "
+                         f"{len(ensemble.names)} members)", subject=subject)
+    shape = ensemble.shape
+    # Sums per kind: label channels in depth order (background only in label mode), region channels by depth.
+    label_keys = (BACKGROUND, *NESTING) if mode == "labels" else NESTING
+    label_sum = region_sum = None
+    scratch, buffer = np.empty(shape, dtype=np.float32), np.empty(shape, dtype=np.float32)
+
+    def accumulate(total: np.ndarray, channel: np.ndarray, weight: float) -> None:
+        if weight == 1.0:
+            np.add(total, channel, out=total)
+        else:
+            np.multiply(channel, np.float32(weight), out=scratch)
+            np.add(total, scratch, out=total)
+
+    for name, weight, source in zip(ensemble.names, weights, probabilities):
+        file = source if isinstance(source, (str, Path)) else None
+        try:
+            member = load_probabilities(source, subject=subject) if file else check_probabilities(source)
+        except InputError as exc:
+            raise _member_error(name, exc.reason, subject, file or exc.file) from None
+        member_shape = next(iter(member.values())).shape
+        if member_shape != shape:
+            raise _member_error(name, f"probability maps have shape {member_shape}, the label maps {shape}",
+                                subject, file)
+        kind = probability_kind(member)
+        if kind == "regions" and mode == "regions":
+            region_sum = np.zeros((len(REGIONS_BY_DEPTH), *shape), np.float32) if region_sum is None else region_sum
+            for total, region in zip(region_sum, REGIONS_BY_DEPTH):
+                accumulate(total, member[region], weight)
+            continue
+        label_sum = np.zeros((len(label_keys), *shape), np.float32) if label_sum is None else label_sum
+        channels = [member[key] for key in label_keys] if kind == "labels" else _label_channels(member, buffer)
+        for total, channel in zip(label_sum, channels):
+            accumulate(total, channel, weight)
+    half = np.float32(0.5 * weights.sum())
+
+    if mode == "labels":
+        best = np.zeros(shape, dtype=np.uint8)
+        best_value = label_sum[0]
+        for depth in range(1, len(label_keys)):
+            better = label_sum[depth] > best_value  # strictly greater: the first (outermost) maximum wins
+            best[better] = depth
+            best_value = np.maximum(best_value, label_sum[depth])
+        return best
+    regions = {}
+    inner = None
+    for depth in range(len(REGIONS_BY_DEPTH), 0, -1):  # ET, then TC = ET + NETC, then WT = TC + SNFH
+        total = region_sum[depth - 1] if region_sum is not None else 0
+        if label_sum is not None:
+            inner = label_sum[depth - 1] if inner is None else inner + label_sum[depth - 1]
+            total = total + inner
+        regions[depth] = total > half
+    return _paint(regions, shape)
+
+
+# ---------------------------------------------------------------------------------------------- fuse
+
+def fuse(segmentations: Sequence, method: str = "majority", weights: Sequence[float] | None = None,
+         mode: str = "regions", convention: str = "brats2023", probabilities: Sequence | None = None, *,
+         names: Sequence[str] | None = None, simple: SimpleParams | None = None, subject: str | None = None,
+         return_details: bool = False):
+    """Fuse member label maps into one (see the module docstring for methods, modes and the tie rules).
+
+    segmentations: label maps as numpy integer arrays, NIfTI images or paths. weights: one positive number per
+    member (methods weighted, simple, mean). probabilities: per member a probability dict or `.npz` path
+    (method mean). names: member names for messages and the record (default: file names, else #1, #2, …).
+    Returns a uint8 NIfTI image on the first image's grid (a uint8 array if every member is an array); with
+    `return_details`, a (result, details) pair where details records what the method decided.
+    """
+    if method not in METHODS:
+        raise ConfigError(f"unknown fusion method {method!r}; expected one of {list(METHODS)}", subject=subject)
+    if mode not in MODES:
+        raise ConfigError(f"unknown fusion mode {mode!r}; expected one of {list(MODES)}", subject=subject)
+    simple = simple or SimpleParams()
+    ensemble = _prepare(segmentations, names, convention, subject)
+    w = _weights(weights, method, len(ensemble.names), subject)
+    details: dict[str, Any] = {"method": method, "mode": mode, "convention": convention,
+                               "members": list(ensemble.names), "weights": w.tolist()}
+
+    if method == "mean":
+        labels = from_depth(_mean(ensemble, probabilities, w, mode, subject), convention)
+    elif ensemble.box is None:  # every member is all background
+        labels = np.zeros(ensemble.shape, dtype=np.uint8)
+    elif method == "staple" and mode == "labels":
+        fused, details["staple"] = _staple_labels(ensemble)
+        labels = from_depth(fused, convention)
+    else:
+        labels = ensemble.full(from_depth(_fuse_votes(ensemble, method, w, mode, simple, details), convention))
+
+    result = label_image_like(labels, ensemble.reference) if ensemble.reference is not None else labels
+    return (result, details) if return_details else result
+
+
+def _fuse_votes(ensemble: _Ensemble, method: str, weights: np.ndarray, mode: str, simple: SimpleParams,
+                details: dict) -> np.ndarray:
+    """Voting methods (and region-mode STAPLE): the fused depths of the crop's voxels."""
+    members = ensemble.members
+    details["tumour_voxels_union"] = int(members.shape[1])
+    details["unanimous_voxels"] = int(np.all(members == members[0], axis=0).sum())
+    if mode == "labels":
+        if method == "simple":
+            estimate, details["simple"] = _simple(members, weights, simple, ensemble.names,
+                                                  vote=_label_vote, score=_pooled_label_dice)
+        else:
+            estimate = _label_vote(members, weights)
+        return estimate
+    regions, records = {}, {}
+    for region in REGIONS_BY_DEPTH:
+        depth = REGION_DEPTH[region]
+        masks = members >= depth
+        if np.all(masks == masks[0], axis=None):
+            regions[depth] = masks[0]
+            records[region] = {"unanimous": True}
+        elif method == "simple":
+            regions[depth], records[region] = _simple(masks, weights, simple, ensemble.names,
+                                                      vote=_region_vote, score=_dice_scores)
+        elif method == "staple":
+            full, records[region] = _staple_region(ensemble, depth)
+            regions[depth] = full[ensemble.box][ensemble.inside]
+        else:
+            regions[depth] = _region_vote(masks, weights)
+    if method in ("simple", "staple"):
+        details[method] = records
+    return _paint(regions, members.shape[1:])
+
+
+# ---------------------------------------------------------------------------------------------- files
+
+def fuse_files(segmentations: Sequence[str | Path], out: str | Path, *, record: str | Path | None = None,
+               names: Sequence[str] | None = None, probabilities: Sequence[str | Path] | None = None,
+               method: str = "majority", weights: Sequence[float] | None = None, mode: str = "regions",
+               convention: str = "brats2023", simple: SimpleParams | None = None,
+               subject: str | None = None) -> Path:
+    """Fuse label map files into `out` (uint8 NIfTI) and write a provenance record (JSON) when asked."""
+    from .provenance import Timer, environment
+
+    timer = Timer()
+    paths = [Path(p) for p in segmentations]
+    names = list(names) if names is not None else [_default_name(p, i) for i, p in enumerate(paths)]
+    with timer.phase("load"):
+        images = [load_image(p, subject=subject) for p in paths]
+    with timer.phase("fuse"):
+        fused, details = fuse(images, method=method, weights=weights, mode=mode, convention=convention,
+                              probabilities=probabilities if method == "mean" else None, names=names,
+                              simple=simple, subject=subject, return_details=True)
+    with timer.phase("save"):
+        save_image(fused, out)
+    if record is not None:
+        members = []
+        for i, (name, path) in enumerate(zip(names, paths)):
+            member = {"name": name, "file": str(path), "sha256": sha256_file(path),
+                      "weight": details["weights"][i]}
+            if method == "mean":
+                member["probabilities"] = {"file": str(probabilities[i]), "sha256": sha256_file(probabilities[i])}
+            members.append(member)
+        save_json({
+            "step": "fuse",
+            "subject": subject,
+            "method": method,
+            "mode": mode,
+            "convention": convention,
+            "weights": details["weights"] if method in WEIGHTED_METHODS else None,
+            "simple": asdict(simple or SimpleParams()) if method == "simple" else None,
+            "members": members,
+            "output": {"file": str(out), "sha256": sha256_file(out),
+                       "voxels": {name: int(np.count_nonzero(np.asanyarray(fused.dataobj) == value))
+                                  for name, value in get_convention(convention).labels.items()}},
+            "details": {k: v for k, v in details.items() if k not in ("members", "weights", "method", "mode")},
+            "timings_s": timer.seconds,
+            "environment": environment(),
+        }, record)
+    log.info("fused %d members (%s, %s) into %s in %.2f s", len(paths), method, mode, out,
+             sum(timer.seconds.values()))
+    return Path(out)

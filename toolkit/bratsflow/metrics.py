@@ -1,0 +1,285 @@
+"""BraTS 2023 evaluation of a label map against the ground truth, per region WT, TC, ET.
+
+Region-wise (`region_metrics`), with the BraTS 2023 conventions:
+- Dice = 2|P∩G| / (|P| + |G|); both empty 1, one empty 0.
+- HD95: the larger of the two directed 95th percentiles of surface distances, each surface point weighted by
+  its area, in millimetres from the header's voxel spacing; both empty 0, one empty 374 (`HD_EMPTY_MM`).
+  Surface points are the voxel corners where inside and outside voxels meet (image border included), the
+  points the official script (DeepMind's surface-distance) uses, so the distances are the same; each point
+  carries a quarter of the area of every boundary voxel face it bounds, where the official script uses the
+  area of marching-cubes triangles. The directed percentile is the distance at which the cumulative area,
+  sorted by distance, first reaches 95 % (`compute_robust_hausdorff`'s rule). On the fusion bench's
+  segmentations, 24 of 36 region HD95s equal the official values exactly, the mean difference is 0.02 mm and
+  the largest 0.53 mm.
+- sensitivity TP / (TP + FN) and specificity TN / (TN + FP) over the whole grid (1 where the denominator is 0:
+  nothing to find, nothing to spare); volumes in mL.
+
+Lesion-wise (`lesion_table`, `lesion_metrics`): ground-truth lesions are the 26-connected components of the GT
+region dilated by 3 iterations (26-connectivity), intersected with the GT, so lesions closer than the dilation
+merge; predicted lesions are the 26-connected components of the prediction. A predicted component belongs to
+a GT lesion when it touches the lesion's dilated component; a GT lesion is scored against the union of its
+predicted components (Dice, HD95 as above); a GT lesion without one is a miss (Dice 0, HD95 374). Predicted
+components that touch no GT lesion are false positives (Dice 0, HD95 374). GT lesions of at most 50 voxels are
+ignored (neither scored nor counted; what touches them is not a false positive). Score = sum over scored GT
+lesions and false positives / (number of scored GT lesions + number of false positives); with neither, Dice 1
+and HD95 0.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+from scipy import ndimage as ndi
+from scipy.spatial import cKDTree
+
+from .errors import InputError
+from .io import load_image, spacing as image_spacing
+from .labels import REGION_DEPTH, REGIONS, to_depth
+
+HD_EMPTY_MM = 374.0
+HD_PERCENTILE = 95.0
+LESION_DILATION_ITERATIONS = 3
+MIN_LESION_VOXELS = 50  # GT lesions with at most this many voxels are ignored
+COLUMNS = ["region", "dice", "hd95", "sensitivity", "specificity", "volume_pred_ml", "volume_gt_ml"]
+LESION_COLUMNS = ["lesion_dice", "lesion_hd95", "gt_lesions", "detected_lesions", "false_positives"]
+AFFINE_TOLERANCE_MM = 1e-3
+CONNECTIVITY_26 = ndi.generate_binary_structure(3, 3)
+
+
+# ---------------------------------------------------------------------------------------------- primitives
+
+def dice(a: np.ndarray, b: np.ndarray) -> float:
+    size = int(np.count_nonzero(a)) + int(np.count_nonzero(b))
+    return 1.0 if size == 0 else 2.0 * int(np.count_nonzero(a & b)) / size
+
+
+def surface_elements(mask: np.ndarray, spacing, offset=(0, 0, 0)) -> tuple[np.ndarray, np.ndarray]:
+    """Surface points of `mask` with their areas: the voxel corners where inside and outside voxels meet (the
+    surface points of the official BraTS script), in mm with voxel centres at index × spacing (shifted by
+    `offset` voxels), each carrying a quarter of the area of every boundary voxel face it bounds (mm²)."""
+    spacing = np.asarray(spacing, dtype=np.float64)
+    ndim = mask.ndim
+    weights = np.zeros(tuple(n + 1 for n in mask.shape))
+    for axis in range(ndim):
+        pad = [(1, 1) if a == axis else (0, 0) for a in range(ndim)]
+        faces = np.diff(np.pad(mask, pad).view(np.uint8), axis=axis) != 0
+        if not faces.any():
+            continue
+        quarter = faces * (np.prod(np.delete(spacing, axis)) / 2 ** (ndim - 1))
+        # A face normal to `axis` has the corners {0, 1} along each other axis; add its share to each.
+        others = [a for a in range(ndim) if a != axis]
+        for shift in np.ndindex(*(2,) * len(others)):
+            target = [slice(None)] * ndim
+            for a, s in zip(others, shift):
+                target[a] = slice(s, s + mask.shape[a])
+            weights[tuple(target)] += quarter
+    corners = np.nonzero(weights)
+    points = (np.stack(corners, axis=1) - 0.5 + np.asarray(offset, dtype=np.float64)) * spacing
+    return points, weights[corners]
+
+
+def _directed_percentile(distances: np.ndarray, areas: np.ndarray, percentile: float) -> float:
+    order = np.argsort(distances, kind="stable")
+    cumulative = np.cumsum(areas[order]) / areas.sum()
+    index = int(np.searchsorted(cumulative, percentile / 100.0))
+    return float(distances[order][min(index, len(order) - 1)])
+
+
+def hausdorff(a: np.ndarray, b: np.ndarray, spacing=(1.0, 1.0, 1.0), percentile: float = HD_PERCENTILE) -> float:
+    """Surface-area-weighted percentile Hausdorff distance in mm (both empty 0, one empty `HD_EMPTY_MM`)."""
+    a, b = np.asarray(a, dtype=bool), np.asarray(b, dtype=bool)
+    has_a, has_b = a.any(), b.any()
+    if not has_a and not has_b:
+        return 0.0
+    if not has_a or not has_b:
+        return HD_EMPTY_MM
+    box = _bounding_box(a | b)
+    offset = [s.start for s in box]
+    points_a, areas_a = surface_elements(a[box], spacing, offset)
+    points_b, areas_b = surface_elements(b[box], spacing, offset)
+    a_to_b, _ = cKDTree(points_b).query(points_a)
+    b_to_a, _ = cKDTree(points_a).query(points_b)
+    return max(_directed_percentile(a_to_b, areas_a, percentile), _directed_percentile(b_to_a, areas_b, percentile))
+
+
+def _bounding_box(mask: np.ndarray) -> tuple[slice, ...]:
+    found = ndi.find_objects(mask.astype(np.uint8))
+    return found[0]
+
+
+# ---------------------------------------------------------------------------------------------- inputs
+
+def _prepare(pred: Any, gt: Any, convention: str, spacing) -> tuple[np.ndarray, np.ndarray, tuple[float, ...]]:
+    """Depth maps of prediction and truth (validated), and the voxel spacing in mm."""
+    arrays, images = [], []
+    for role, item in (("prediction", pred), ("ground truth", gt)):
+        file = item if isinstance(item, (str, Path)) else None
+        if file is not None:
+            item = load_image(file)
+        if isinstance(item, nib.spatialimages.SpatialImage):
+            file = file or item.get_filename()
+            images.append((role, item, file))
+            data = np.asanyarray(item.dataobj)
+            if data.ndim == 4 and data.shape[3] == 1:
+                data = data[..., 0]
+        else:
+            data = np.asarray(item)
+        try:
+            arrays.append(to_depth(data, convention))
+        except InputError as exc:
+            raise InputError(f"{role}: {exc.reason}", file=file) from None
+    if arrays[0].shape != arrays[1].shape:
+        raise InputError(f"prediction shape {arrays[0].shape} differs from ground truth shape {arrays[1].shape}",
+                         file=images[0][2] if images else None)
+    if arrays[0].ndim != 3:
+        raise InputError(f"expected 3-D label maps, got shape {arrays[0].shape}")
+    if len(images) == 2 and not np.allclose(images[0][1].affine, images[1][1].affine, rtol=0,
+                                            atol=AFFINE_TOLERANCE_MM):
+        raise InputError("prediction and ground truth affines differ (they are not on the same grid)",
+                         file=images[0][2])
+    if spacing is None:
+        spacing = image_spacing(images[-1][1]) if images else (1.0, 1.0, 1.0)
+    return arrays[0], arrays[1], tuple(float(s) for s in spacing)
+
+
+# ---------------------------------------------------------------------------------------------- region-wise
+
+def region_metrics(pred: Any, gt: Any, convention: str = "brats2023", spacing=None) -> pd.DataFrame:
+    """Dice, HD95, sensitivity, specificity and volumes per region (rows WT, TC, ET; columns `COLUMNS`).
+
+    pred, gt: label maps as arrays, NIfTI images or paths. spacing: voxel size in mm (default: the header's;
+    1 mm for plain arrays)."""
+    return _region_metrics(*_prepare(pred, gt, convention, spacing))
+
+
+def _region_metrics(pred_depth: np.ndarray, gt_depth: np.ndarray, spacing) -> pd.DataFrame:
+    voxel_ml = float(np.prod(spacing)) / 1000.0
+    rows = []
+    for region in REGIONS:
+        p, g = pred_depth >= REGION_DEPTH[region], gt_depth >= REGION_DEPTH[region]
+        tp = int(np.count_nonzero(p & g))
+        n_p, n_g = int(np.count_nonzero(p)), int(np.count_nonzero(g))
+        fp, fn = n_p - tp, n_g - tp
+        tn = p.size - tp - fp - fn
+        rows.append({
+            "region": region,
+            "dice": 1.0 if n_p + n_g == 0 else 2.0 * tp / (n_p + n_g),
+            "hd95": hausdorff(p, g, spacing),
+            "sensitivity": 1.0 if tp + fn == 0 else tp / (tp + fn),
+            "specificity": 1.0 if tn + fp == 0 else tn / (tn + fp),
+            "volume_pred_ml": n_p * voxel_ml,
+            "volume_gt_ml": n_g * voxel_ml,
+        })
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+# ---------------------------------------------------------------------------------------------- lesion-wise
+
+def _region_lesions(p: np.ndarray, g: np.ndarray, spacing, region: str, dilation_iterations: int,
+                    min_lesion_voxels: int) -> list[dict]:
+    rows: list[dict] = []
+    pred_components, n_pred = ndi.label(p, CONNECTIVITY_26)
+    if g.any():
+        dilated = ndi.binary_dilation(g, CONNECTIVITY_26, iterations=dilation_iterations)
+        groups, n_groups = ndi.label(dilated, CONNECTIVITY_26)
+    else:
+        groups, n_groups = np.zeros(g.shape, dtype=np.int32), 0
+    # Which predicted components touch which dilated GT lesion.
+    touching = p & (groups > 0)
+    pairs = np.unique(np.stack([groups[touching], pred_components[touching]]), axis=1) if touching.any() \
+        else np.zeros((2, 0), dtype=np.int64)
+    matched_pred = set(pairs[1].tolist())
+    gt_sizes = ndi.sum_labels(g, groups, index=np.arange(1, n_groups + 1)) if n_groups else []
+    pred_boxes = ndi.find_objects(pred_components)
+    group_boxes = ndi.find_objects(groups)
+    for lesion, size in enumerate(gt_sizes, start=1):
+        size = int(size)
+        components = pairs[1][pairs[0] == lesion]
+        row = {"region": region, "lesion": lesion, "gt_voxels": size}
+        if size <= min_lesion_voxels:
+            rows.append({**row, "kind": "ignored", "pred_voxels": 0, "dice": np.nan, "hd95": np.nan})
+            continue
+        if components.size == 0:
+            rows.append({**row, "kind": "miss", "pred_voxels": 0, "dice": 0.0, "hd95": HD_EMPTY_MM})
+            continue
+        box = _union_box([group_boxes[lesion - 1], *(pred_boxes[c - 1] for c in components)])
+        lesion_mask = (groups[box] == lesion) & g[box]
+        pred_mask = np.isin(pred_components[box], components)
+        rows.append({**row, "kind": "detected", "pred_voxels": int(pred_mask.sum()),
+                     "dice": dice(lesion_mask, pred_mask), "hd95": hausdorff(lesion_mask, pred_mask, spacing)})
+    for component in range(1, n_pred + 1):
+        if component not in matched_pred:
+            box = pred_boxes[component - 1]
+            rows.append({"region": region, "lesion": None, "gt_voxels": 0, "kind": "false_positive",
+                         "pred_voxels": int((pred_components[box] == component).sum()), "dice": 0.0,
+                         "hd95": HD_EMPTY_MM})
+    return rows
+
+
+def _union_box(boxes: list[tuple[slice, ...]]) -> tuple[slice, ...]:
+    return tuple(slice(min(b[a].start for b in boxes), max(b[a].stop for b in boxes)) for a in range(len(boxes[0])))
+
+
+def lesion_table(pred: Any, gt: Any, convention: str = "brats2023", spacing=None, *,
+                 dilation_iterations: int = LESION_DILATION_ITERATIONS,
+                 min_lesion_voxels: int = MIN_LESION_VOXELS) -> pd.DataFrame:
+    """One row per GT lesion (kind detected, miss or ignored) and per false-positive component, per region."""
+    return _lesion_table(*_prepare(pred, gt, convention, spacing), dilation_iterations, min_lesion_voxels)
+
+
+def _lesion_table(pred_depth: np.ndarray, gt_depth: np.ndarray, spacing, dilation_iterations: int,
+                  min_lesion_voxels: int) -> pd.DataFrame:
+    rows = []
+    for region in REGIONS:
+        rows += _region_lesions(pred_depth >= REGION_DEPTH[region], gt_depth >= REGION_DEPTH[region], spacing,
+                                region, dilation_iterations, min_lesion_voxels)
+    columns = ["region", "lesion", "kind", "gt_voxels", "pred_voxels", "dice", "hd95"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def summarise_lesions(table: pd.DataFrame) -> pd.DataFrame:
+    """Lesion-wise Dice and HD95 per region from `lesion_table` rows (columns region + `LESION_COLUMNS`)."""
+    rows = []
+    for region in REGIONS:
+        scored = table[(table["region"] == region) & (table["kind"] != "ignored")]
+        n_gt = int(scored["kind"].isin(["detected", "miss"]).sum())
+        n_fp = int((scored["kind"] == "false_positive").sum())
+        n = n_gt + n_fp
+        rows.append({
+            "region": region,
+            "lesion_dice": 1.0 if n == 0 else float(scored["dice"].sum()) / n,
+            "lesion_hd95": 0.0 if n == 0 else float(scored["hd95"].sum()) / n,
+            "gt_lesions": n_gt,
+            "detected_lesions": int((scored["kind"] == "detected").sum()),
+            "false_positives": n_fp,
+        })
+    return pd.DataFrame(rows, columns=["region", *LESION_COLUMNS])
+
+
+def lesion_metrics(pred: Any, gt: Any, convention: str = "brats2023", spacing=None, **options) -> pd.DataFrame:
+    """Lesion-wise Dice and HD95 per region (see the module docstring)."""
+    return summarise_lesions(lesion_table(pred, gt, convention, spacing, **options))
+
+
+def evaluate(pred: Any, gt: Any, convention: str = "brats2023", spacing=None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Region-wise metrics (`COLUMNS`) joined with the lesion-wise summary (`LESION_COLUMNS`), one row per
+    region, and the per-lesion table behind the summary."""
+    pred_depth, gt_depth, spacing = _prepare(pred, gt, convention, spacing)
+    lesions = _lesion_table(pred_depth, gt_depth, spacing, LESION_DILATION_ITERATIONS, MIN_LESION_VOXELS)
+    table = _region_metrics(pred_depth, gt_depth, spacing).merge(summarise_lesions(lesions), on="region")
+    return table, lesions
+
+
+def evaluate_files(pred: str | Path, gt: str | Path, convention: str = "brats2023", out: str | Path | None = None,
+                   lesions_out: str | Path | None = None) -> pd.DataFrame:
+    """`evaluate` on two NIfTI files; writes the table (and the per-lesion rows) as CSV when asked."""
+    table, lesions = evaluate(Path(pred), Path(gt), convention)
+    for frame, path in ((table, out), (lesions, lesions_out)):
+        if path is not None:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            frame.to_csv(path, index=False)
+    return table

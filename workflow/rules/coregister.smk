@@ -1,0 +1,65 @@
+# Co-registration onto the centre modality and the atlas (ANTsPy); one job per subject.
+
+
+rule coregister:
+    input:
+        images=step_outputs("ingest"),
+    output:
+        images=step_outputs("coregister"),
+        record=str(paths.step_record(RESULTS, "{subject}", "coregister")),
+        transforms=directory(str(paths.step_dir(RESULTS, "{subject}", "coregister") / "transforms")),
+    params:
+        out=lambda wc, output: Path(output.record).parent,
+        atlas=config["coregister"]["atlas"],
+        atlas_mask=(
+            f"--atlas-mask {config['coregister']['atlas_mask']}"
+            if config["coregister"]["atlas_mask"]
+            else ""
+        ),
+        stages=" ".join(config["coregister"]["atlas_stages"]),
+        options=config["coregister"],
+    log:
+        step_log("coregister"),
+    benchmark:
+        step_benchmark("coregister")
+    threads: config["threads"]["coregister"]
+    resources:
+        mem_mb=6000,
+        runtime=30,
+    container:
+        config["containers"]["coregister"]
+    shell:
+        "bratsflow --threads {threads} coregister --subject {wildcards.subject}"
+        " --t1 {input.images[0]} --t1c {input.images[1]} --t2 {input.images[2]} --flair {input.images[3]}"
+        " --out {params.out} --atlas {params.atlas} {params.atlas_mask} --atlas-stages {params.stages}"
+        " --centre {params.options[centre]} --centre-fallback {params.options[centre_fallback]}"
+        " --interpolation {params.options[interpolation]} --fill-value {params.options[fill_value]}"
+        " --min-nmi {params.options[min_nmi]} --seed {params.options[seed]} > {log} 2>&1"
+
+
+rule to_native:
+    input:
+        image=str(paths.step_dir(RESULTS, "{subject}", "{step}") / "{name}.nii.gz"),
+        record=str(paths.step_record(RESULTS, "{subject}", "coregister")),
+    output:
+        str(paths.native_file(RESULTS, "{subject}", "{step}", "{name}", "{space}")),
+    wildcard_constraints:
+        step="[a-z_]+",
+        name="[A-Za-z0-9_-]+",
+        space="t1|t1c|t2|flair",
+    params:
+        coregister_dir=lambda wc, input: Path(input.record).parent,
+        labels=lambda wc: "--labels" if paths.is_label_map(wc.step, wc.name) else "",
+    log:
+        str(paths.log_file(RESULTS, "{subject}", "to_native-{step}-{name}-{space}")),
+    benchmark:
+        str(paths.benchmark_file(RESULTS, "{subject}", "to_native-{step}-{name}-{space}"))
+    threads: 1
+    resources:
+        mem_mb=3000,
+        runtime=10,
+    container:
+        config["containers"]["coregister"]
+    shell:
+        "bratsflow to-native {input.image} --coregister-dir {params.coregister_dir}"
+        " --modality {wildcards.space} {params.labels} --out {output} > {log} 2>&1"

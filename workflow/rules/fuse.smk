@@ -1,0 +1,54 @@
+# Fusion: the ensemble members' label maps of one subject, fused into one segmentation (README, Fusion).
+FUSE = config["fuse"]
+FUSE_MEMBERS = [member["name"] for member in config["segment"]["members"]]
+FUSE_WEIGHTS = [member["weight"] for member in config["segment"]["members"]]
+if len(set(FUSE_MEMBERS)) != len(FUSE_MEMBERS):
+    raise WorkflowError(f"bratsflow: segment.members has repeated names: {FUSE_MEMBERS}")
+
+
+rule fuse:
+    input:
+        members=[str(paths.segment_member(RESULTS, "{subject}", m)) for m in FUSE_MEMBERS],
+        probabilities=(
+            [str(paths.segment_probabilities(RESULTS, "{subject}", m)) for m in FUSE_MEMBERS]
+            if FUSE["method"] == "mean"
+            else []
+        ),
+    output:
+        segmentation=str(paths.fused_segmentation(RESULTS, "{subject}")),
+        record=str(paths.step_record(RESULTS, "{subject}", "fuse")),
+    params:
+        names=FUSE_MEMBERS,
+        method=FUSE["method"],
+        mode=FUSE["mode"],
+        convention=config["convention"],
+        # Only the methods that use member weights get them (majority and staple refuse unequal weights).
+        weights=(
+            "--weights " + " ".join(str(w) for w in FUSE_WEIGHTS)
+            if FUSE["method"] in ("weighted", "simple", "mean")
+            else ""
+        ),
+        probabilities=lambda wc, input: (
+            "--probabilities " + " ".join(input.probabilities) if input.probabilities else ""
+        ),
+        simple=(
+            f"--simple-alpha {FUSE['simple']['alpha']}"
+            f" --simple-max-iterations {FUSE['simple']['max_iterations']}"
+            f" --simple-min-members {FUSE['simple']['min_members']}"
+            f" --simple-weight-power {FUSE['simple']['weight_power']}"
+        ),
+    log:
+        step_log("fuse"),
+    benchmark:
+        step_benchmark("fuse")
+    threads: config["threads"]["fuse"]
+    resources:
+        mem_mb=lambda wc, attempt: 4000 * attempt,
+        runtime=20,
+    container:
+        config["containers"]["fuse"]
+    shell:
+        "bratsflow --threads {threads} fuse {input.members} -o {output.segmentation}"
+        " --record {output.record} --subject {wildcards.subject} --names {params.names}"
+        " --method {params.method} --mode {params.mode} --convention {params.convention}"
+        " {params.weights} {params.probabilities} {params.simple} > {log} 2>&1"
