@@ -69,7 +69,7 @@ def cmd_coregister(args: argparse.Namespace) -> None:
     from .coregister import CoregisterParams, coregister
 
     images = {m: getattr(args, m) for m in MODALITIES if getattr(args, m) is not None}
-    params = CoregisterParams(atlas=args.atlas, atlas_mask=args.atlas_mask, atlas_stages=tuple(args.atlas_stages),
+    params = CoregisterParams(atlas=args.atlas, atlas_mask=args.atlas_mask, atlas_transform=args.atlas_transform,
                               centre=args.centre, centre_fallback=args.centre_fallback,
                               interpolation=args.interpolation, fill_value=args.fill_value, min_nmi=args.min_nmi,
                               seed=args.seed)
@@ -161,8 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
     coreg.add_argument("--subject", help="subject id, for messages and records")
     coreg.add_argument("--atlas", default="mni152", help="mni152 (built in), sri24 (fetched) or a NIfTI path")
     coreg.add_argument("--atlas-mask", type=Path, help="brain mask of an atlas file (restricts the metric)")
-    coreg.add_argument("--atlas-stages", nargs="+", default=["rigid", "affine"], choices=["rigid", "affine"],
-                       help="registration stages of the centre modality onto the atlas (default rigid affine)")
+    coreg.add_argument("--atlas-transform", default="affine", choices=["rigid", "affine"],
+                       help="mapping of the centre modality onto the atlas: rigid, or rigid then affine (default)")
     coreg.add_argument("--centre", default="t1c", choices=MODALITIES, help="centre modality (default t1c)")
     coreg.add_argument("--centre-fallback", default="t1", choices=MODALITIES,
                        help="centre when the centre modality is missing (default t1)")

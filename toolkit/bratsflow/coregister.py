@@ -14,7 +14,8 @@ import os
 import shutil
 import tempfile
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass
+from contextlib import ExitStack, contextmanager
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +30,7 @@ log = logging.getLogger(__name__)
 
 STAGE_TYPES = {"rigid": "Rigid", "affine": "Affine"}
 EVALUATION_SPACING_MM = 2.0
+ITK_THREADS = "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"
 INTERPOLATORS = {"linear": "linear", "bspline": "bSpline", "nearest": "nearestNeighbor", "label": "genericLabel"}
 
 
@@ -36,7 +38,8 @@ INTERPOLATORS = {"linear": "linear", "bspline": "bSpline", "nearest": "nearestNe
 class CoregisterParams:
     atlas: str = "mni152"
     atlas_mask: str | None = None
-    atlas_stages: tuple[str, ...] = ("rigid", "affine")
+    # The centre's final mapping onto the atlas: "rigid", or "affine" (rigid first, then affine).
+    atlas_transform: str = "affine"
     centre: str = "t1c"
     # When the centre modality is missing: register onto this one instead (None: fail).
     centre_fallback: str | None = "t1"
@@ -49,6 +52,8 @@ class CoregisterParams:
     level_resolutions_mm: tuple[float, ...] = (8.0, 4.0, 2.0)
     smoothing_sigmas_mm: tuple[float, ...] = (3.0, 2.0, 1.0)
     iterations: tuple[int, ...] = (500, 200, 50)
+    # Refinements (affine after rigid; a co-registration started from the atlas route) need only the fine levels.
+    refine_levels: int = 1
     sampling_rate: float = 0.1
     # The atlas brain mask, dilated by this, restricts the metric: a whole-head image against a brain-only
     # template, and (mapped to native space) the brain region for the co-registrations.
@@ -65,6 +70,7 @@ class Registration:
     nmi_before: float
     nmi_after: float
     seconds: float
+    nmi_after_each_attempt: list[float]
 
 
 def normalized_mutual_information(a: np.ndarray, b: np.ndarray, bins: int = 16) -> float:
@@ -81,12 +87,13 @@ def normalized_mutual_information(a: np.ndarray, b: np.ndarray, bins: int = 16) 
     return (entropy(joint.sum(axis=0)) + entropy(joint.sum(axis=1))) / h_joint if h_joint > 0 else 1.0
 
 
-def _register(fixed_path: str, moving_path: str, mask_path: str | None, stages: tuple[str, ...],
-              params: CoregisterParams, outprefix: str) -> tuple[str, float]:
+def _register(fixed_path: str, moving_path: str, mask_path: str | None, kind: str, params: CoregisterParams,
+              outprefix: str, initial: str | None = None) -> tuple[str, float]:
     """One registration, single-threaded, in a worker process; returns the transform file and its seconds.
 
     Multi-threaded ANTs registration is not reproducible (its metric sums in thread order), so parallelism
-    comes from running the subject's registrations side by side, one thread each.
+    comes from running the subject's registrations side by side, one thread each. With an `initial` transform
+    only the finest `refine_levels` levels run.
     """
     import time
 
@@ -95,24 +102,60 @@ def _register(fixed_path: str, moving_path: str, mask_path: str | None, stages: 
     start = time.perf_counter()
     ants.config._random_seed = params.seed  # ANTs samples the metric randomly
     fixed = ants.image_read(fixed_path)
-    moving = ants.image_read(moving_path)
-    mask = ants.image_read(mask_path) if mask_path else None
     voxel_mm = min(fixed.spacing)
-    shrink_factors = tuple(max(1, int(round(level / voxel_mm))) for level in params.level_resolutions_mm)
-    transforms = None
-    for stage in stages:
-        result = ants.registration(
-            fixed, moving, type_of_transform=STAGE_TYPES[stage], initial_transform=transforms, mask=mask,
-            aff_shrink_factors=shrink_factors, aff_smoothing_sigmas=params.smoothing_sigmas_mm,
-            smoothing_in_mm=True, aff_iterations=params.iterations,
-            aff_random_sampling_rate=params.sampling_rate, outprefix=f"{outprefix}-{stage}-")
-        # ANTs collapses the initial linear transform into the new one: one file holds the whole chain.
-        (transforms,) = result["fwdtransforms"]
-    return transforms, time.perf_counter() - start
+    levels = slice(-params.refine_levels, None) if initial else slice(None)
+    result = ants.registration(
+        fixed, ants.image_read(moving_path), type_of_transform=STAGE_TYPES[kind], initial_transform=initial,
+        mask=ants.image_read(mask_path) if mask_path else None,
+        aff_shrink_factors=tuple(max(1, int(round(level / voxel_mm)))
+                                 for level in params.level_resolutions_mm[levels]),
+        aff_smoothing_sigmas=params.smoothing_sigmas_mm[levels], smoothing_in_mm=True,
+        aff_iterations=params.iterations[levels], aff_random_sampling_rate=params.sampling_rate,
+        outprefix=f"{outprefix}-")
+    # ANTs collapses the initial linear transform into the new one: one file holds the whole mapping.
+    (transform,) = result["fwdtransforms"]
+    return transform, time.perf_counter() - start
 
 
-def _single_threaded_worker() -> None:
-    os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] = "1"  # before the worker imports ants
+def _matrix(path: str) -> np.ndarray:
+    """An ANTs linear transform file as a 4×4 matrix on LPS points."""
+    import ants
+
+    transform = ants.read_transform(path)
+    parameters = np.asarray(transform.parameters, dtype=float)
+    centre = np.asarray(transform.fixed_parameters, dtype=float)
+    linear = parameters[:9].reshape(3, 3)
+    matrix = np.eye(4)
+    matrix[:3, :3] = linear
+    matrix[:3, 3] = parameters[9:] + centre - linear @ centre
+    return matrix
+
+
+def _write_matrix(matrix: np.ndarray, path: str) -> str:
+    import ants
+
+    transform = ants.create_ants_transform(transform_type="AffineTransform", dimension=3,
+                                           matrix=matrix[:3, :3], translation=matrix[:3, 3],
+                                           center=np.zeros(3))
+    ants.write_transform(transform, path)
+    return path
+
+
+@contextmanager
+def _single_threaded_pool(workers: int):
+    """Worker processes whose ITK runs one thread. Spawned, not forked (ITK's thread pools do not survive a
+    fork); a spawned process copies the environment when it starts, before anything imports ants, so the
+    variable stays set while the pool may start workers."""
+    previous = os.environ.get(ITK_THREADS)
+    os.environ[ITK_THREADS] = "1"
+    try:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            yield pool
+    finally:
+        if previous is None:
+            del os.environ[ITK_THREADS]
+        else:
+            os.environ[ITK_THREADS] = previous
 
 
 class Coregistration:
@@ -122,9 +165,8 @@ class Coregistration:
         self.params = params
         self.subject = subject
         self.threads = max(1, threads)
-        for stage in params.atlas_stages:
-            if stage not in STAGE_TYPES:
-                raise ConfigError(f"unknown atlas registration stage {stage!r}; use {list(STAGE_TYPES)}")
+        if params.atlas_transform not in STAGE_TYPES:
+            raise ConfigError(f"atlas_transform must be one of {list(STAGE_TYPES)}, not {params.atlas_transform!r}")
         if params.interpolation not in ("linear", "bspline"):
             raise ConfigError(f"image interpolation must be linear or bspline, not {params.interpolation!r}")
 
@@ -152,41 +194,73 @@ class Coregistration:
             atlas_mask = ants.iMath(to_ants(atlas.mask), "MD", dilation) if atlas.mask is not None else None
 
         records: dict[str, Registration] = {}
-        with tempfile.TemporaryDirectory(prefix="bratsflow-coregister-") as tmp:
-            workdir = Path(tmp)
+        with ExitStack() as stack:
+            workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bratsflow-coregister-")))
             with timer.phase("register"):
-                atlas_path, atlas_mask_path, head_mask_path = (str(workdir / f"{n}.nii") for n in
-                                                               ("atlas", "atlas_mask", "head_mask"))
-                ants.image_write(fixed, atlas_path)
+                # The finest level works at 2 mm: registering smoothed 2 mm copies gives the same result as
+                # letting ANTs shrink full-resolution images, without reading and warping them in every job.
+                atlas_path, atlas_mask_path, native_mask_path = (str(workdir / f"{n}.nii") for n in
+                                                               ("atlas", "atlas_mask", "native_mask"))
+                ants.image_write(working_copy(fixed, params), atlas_path)
                 if atlas_mask is not None:
-                    ants.image_write(atlas_mask, atlas_mask_path)
-                # Co-registrations look at the head, not the air around it: faster, and no pull from the edges.
-                ants.image_write(ants.get_mask(native[centre], cleanup=2), head_mask_path)
-                jobs = {centre: (atlas_path, str(images[centre]), atlas_mask_path if atlas_mask else None,
-                                 params.atlas_stages, params, str(workdir / f"{centre}-to-atlas"))}
+                    ants.image_write(ants.resample_image_to_target(atlas_mask, ants.image_read(atlas_path),
+                                                                   interp_type="nearestNeighbor"), atlas_mask_path)
+                moving = {m: str(workdir / f"{m}.nii") for m in native}
+                for modality, path in moving.items():
+                    ants.image_write(working_copy(native[modality], params), path)
+                pool = stack.enter_context(_single_threaded_pool(min(self.threads, len(native))))
+
+                def submit(modality: str, job: tuple, run_params: CoregisterParams = params, suffix: str = ""):
+                    fixed_path, moving_path, mask_path, kind, prefix, initial = job
+                    return pool.submit(_register, fixed_path, moving_path, mask_path, kind, run_params,
+                                       prefix + suffix, initial)
+
+                # Every modality rigidly onto the atlas: the same well-posed problem for each (a whole head onto
+                # a brain template, pose within the scanner's range), where a direct registration between two
+                # poses can meet a local optimum. These also start the co-registrations.
+                mask = None if atlas_mask is None else atlas_mask_path
+                jobs = {m: (atlas_path, moving[m], mask, "rigid", str(workdir / f"{m}-to-atlas-rigid"), None)
+                        for m in native}
+                hub = {m: future.result() for m, future in {m: submit(m, job) for m, job in jobs.items()}.items()}
+                centre_rigid = hub[centre][0]
+                # The atlas brain mask in the centre's native space: co-registrations look at the brain.
+                native_mask = None if atlas_mask is None else ants.apply_transforms(
+                    ants.image_read(moving[centre]), atlas_mask, [centre_rigid], whichtoinvert=[True],
+                    interpolator="nearestNeighbor")
+                if native_mask is not None:
+                    ants.image_write(native_mask, native_mask_path)
+                second = {}
+                if params.atlas_transform == "affine":
+                    second[centre] = (atlas_path, moving[centre], mask, "affine",
+                                      str(workdir / f"{centre}-to-atlas-affine"), centre_rigid)
                 for modality in native:
                     if modality != centre:
-                        jobs[modality] = (str(images[centre]), str(images[modality]), head_mask_path, ("rigid",),
-                                          params, str(workdir / f"{modality}-to-{centre}"))
-                context = multiprocessing.get_context("spawn")  # ITK's thread pools do not survive a fork
-                with ProcessPoolExecutor(max_workers=min(self.threads, len(jobs)), mp_context=context,
-                                         initializer=_single_threaded_worker) as pool:
-                    futures = {m: pool.submit(_register, *job) for m, job in jobs.items()}
-                    done = {m: future.result() for m, future in futures.items()}
+                        # Start: centre -> atlas (inverse of the centre's rigid) -> modality (its rigid).
+                        start = _write_matrix(_matrix(hub[modality][0]) @ np.linalg.inv(_matrix(centre_rigid)),
+                                              str(workdir / f"{modality}-to-{centre}-start.mat"))
+                        second[modality] = (moving[centre], moving[modality],
+                                            None if native_mask is None else native_mask_path, "rigid",
+                                            str(workdir / f"{modality}-to-{centre}"), start)
+                futures = {m: submit(m, job) for m, job in second.items()}
+                done = {m: future.result() for m, future in futures.items()}
+                done.setdefault(centre, hub[centre])
+                jobs.update(second)
+
+            with timer.phase("check"):
+                # A registration stuck in a local optimum gets a second try with another sampling seed.
+                def retry(modality: str) -> tuple[str, float]:
+                    return submit(modality, jobs[modality], replace(params, seed=params.seed + 1), "-retry").result()
+
+                grid, grid_mask = evaluation_grid(fixed, atlas_mask)
+                records[centre], done[centre] = self._checked(
+                    grid, grid_mask, native[centre], centre, "atlas", done[centre], retry)
+                grid, grid_mask = evaluation_grid(native[centre], native_mask)
+                for modality in native:
+                    if modality != centre:
+                        records[modality], done[modality] = self._checked(
+                            grid, grid_mask, native[modality], modality, centre, done[modality], retry)
             atlas_tx = done[centre][0]
             coreg_tx = {m: tx for m, (tx, _) in done.items() if m != centre}
-
-            with timer.phase("evaluate"):
-                grid, grid_mask = evaluation_grid(fixed, atlas_mask)
-                records[centre] = self._evaluate(grid, grid_mask, native[centre], [atlas_tx], centre, "atlas",
-                                                 done[centre][1])
-                # Judge the co-registrations on the brain: the atlas brain mask in the centre's native space.
-                native_mask = None if atlas_mask is None else ants.apply_transforms(
-                    native[centre], atlas_mask, [atlas_tx], whichtoinvert=[True], interpolator="nearestNeighbor")
-                grid, grid_mask = evaluation_grid(native[centre], native_mask)
-                for modality, tx in coreg_tx.items():
-                    records[modality] = self._evaluate(grid, grid_mask, native[modality], [tx], modality, centre,
-                                                       done[modality][1])
 
             # Everything checked: only now write, so a failed subject leaves its old outputs alone.
             transform_dir = out_dir / "transforms"
@@ -232,23 +306,45 @@ class Coregistration:
         save_json(record, out_dir / "coregister.json")
         return record
 
-    def _evaluate(self, grid, grid_mask, moving, transforms, modality, target, seconds) -> Registration:
+    def _checked(self, grid, grid_mask, moving, modality, target, result, retry):
+        """Measure a registration; retry it once when its similarity is too low; refuse it if still too low."""
+        attempts = []
+        for attempt in (1, 2):
+            transform, seconds = result
+            nmi_before, nmi_after = self._similarity(grid, grid_mask, moving, transform)
+            attempts.append(round(nmi_after, 4))
+            log.info("%s: %s -> %s attempt %d NMI %.3f -> %.3f (%.1f s)", self.subject, modality, target, attempt,
+                     nmi_before, nmi_after, seconds)
+            if nmi_after >= self.params.min_nmi:
+                registration = Registration(modality, target, round(nmi_before, 4), round(nmi_after, 4),
+                                            round(seconds, 2), attempts)
+                return registration, result
+            if attempt == 1:
+                result = retry(modality)
+        raise RegistrationError(
+            f"registration to {target} failed: normalised mutual information {max(attempts):.3f} after "
+            f"registration (best of {len(attempts)} attempts) is below {self.params.min_nmi} (too little overlap, "
+            f"an empty image, or an image of another subject?)",
+            subject=self.subject, modality=MODALITY_NAMES.get(modality, modality))
+
+    @staticmethod
+    def _similarity(grid, grid_mask, moving, transform) -> tuple[float, float]:
         import ants
 
         inside = grid_mask.numpy() > 0 if grid_mask is not None else np.ones(grid.shape, bool)
         fixed_values = grid.numpy()[inside]
         before = ants.resample_image_to_target(moving, grid, interp_type="linear").numpy()[inside]
-        after = ants.apply_transforms(grid, moving, transforms, interpolator="linear").numpy()[inside]
-        nmi_before = normalized_mutual_information(fixed_values, before)
-        nmi_after = normalized_mutual_information(fixed_values, after)
-        log.info("%s: %s -> %s NMI %.3f -> %.3f (%.1f s)", self.subject, modality, target, nmi_before, nmi_after,
-                 seconds)
-        if nmi_after < self.params.min_nmi:
-            raise RegistrationError(
-                f"registration to {target} failed: normalised mutual information {nmi_after:.3f} after "
-                f"registration is below {self.params.min_nmi} (too little overlap, an empty image, or an image "
-                f"of another subject?)", subject=self.subject, modality=MODALITY_NAMES.get(modality, modality))
-        return Registration(modality, target, round(nmi_before, 4), round(nmi_after, 4), round(seconds, 2))
+        after = ants.apply_transforms(grid, moving, [transform], interpolator="linear").numpy()[inside]
+        return normalized_mutual_information(fixed_values, before), normalized_mutual_information(fixed_values, after)
+
+
+def working_copy(image, params: CoregisterParams):
+    """`image` smoothed and resampled to the finest registration level (isotropic), for the registrations."""
+    import ants
+
+    spacing = params.level_resolutions_mm[-1]
+    smooth = ants.smooth_image(image, spacing / 2, sigma_in_physical_coordinates=True)
+    return ants.resample_image(smooth, (spacing,) * 3, use_voxels=False, interp_type=0)
 
 
 def evaluation_grid(image, mask=None):
