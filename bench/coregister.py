@@ -87,6 +87,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--brainles-python", help="python of a venv with brainles-preprocessing installed")
+    parser.add_argument("--atlas-transform", nargs="+", default=["affine", "rigid"], choices=["affine", "rigid"],
+                        help="bratsflow configurations to measure (BrainLes' ANTs path maps to the atlas rigidly)")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -97,37 +99,52 @@ def main() -> None:
 
         atlas_file = tmp / "mni152.nii.gz"
         nib.save(datasets.load_mni152_template(resolution=1), atlas_file)
-        rows, ours_s, theirs_s = [], [], []
+        rows, ours_s, theirs_s = [], {t: [] for t in args.atlas_transform}, []
         for subject in load_sheet(root / "subjects.tsv"):
             sid = subject.subject_id
             ingest_subject(subject, tmp / "ingest" / sid)
             images = {m: tmp / "ingest" / sid / f"{m}.nii.gz" for m in MODALITIES}
-            start = time.perf_counter()
-            record = coregister(images, tmp / "ours" / sid, CoregisterParams(), subject=sid, threads=args.threads)
-            ours_s.append(time.perf_counter() - start)
-            transforms = tmp / "ours" / sid / "transforms"
-            chains = {m: [transforms / f for f in c] for m, c in record["transforms"]["to_atlas"].items()}
-            ours = tre(root, sid, chains)
-            dice = label_dice(root, sid, transforms / "t1c-to-atlas.mat", atlas_file)
+            ours, dice = {}, {}
+            for kind in args.atlas_transform:
+                start = time.perf_counter()
+                out = tmp / kind / sid
+                record = coregister(images, out, CoregisterParams(atlas_transform=kind), subject=sid,
+                                    threads=args.threads)
+                ours_s[kind].append(time.perf_counter() - start)
+                chains = {m: [out / "transforms" / f for f in c] for m, c in record["transforms"]["to_atlas"].items()}
+                ours[kind] = tre(root, sid, chains)
+                dice[kind] = label_dice(root, sid, out / "transforms" / "t1c-to-atlas.mat", atlas_file)
             theirs = {}
             if args.brainles_python:
                 seconds, their_chains = run_brainles(args.brainles_python, images, atlas_file, tmp / "brainles" / sid)
                 theirs_s.append(seconds)
                 theirs = tre(root, sid, their_chains)
             for modality in MODALITIES:
-                rows.append((sid, modality, *ours[modality], *theirs.get(modality, (np.nan, np.nan))))
-            print(f"{sid}: bratsflow {ours_s[-1]:.1f} s" + (f", BrainLes {theirs_s[-1]:.1f} s" if theirs_s else "")
-                  + "; atlas-space label Dice " + ", ".join(f"{r} {d:.3f}" for r, d in dice.items()), flush=True)
+                rows.append((sid, modality, *(v for kind in args.atlas_transform for v in ours[kind][modality]),
+                             *theirs.get(modality, (np.nan, np.nan))))
+            times = ", ".join(f"bratsflow {kind} {ours_s[kind][-1]:.1f} s" for kind in args.atlas_transform)
+            print(f"{sid}: {times}" + (f", BrainLes {theirs_s[-1]:.1f} s" if theirs_s else ""), flush=True)
+            for kind in args.atlas_transform:
+                print(f"  atlas-space label Dice ({kind}): "
+                      + ", ".join(f"{r} {d:.3f}" for r, d in dice[kind].items()), flush=True)
 
-        print("\nTRE over brain voxels, mm (native -> atlas)")
-        print(f"{'subject':8} {'modality':8} {'median':>7} {'max':>7} {'BrainLes median':>16} {'BrainLes max':>13}")
-        for sid, modality, med, mx, bmed, bmx in rows:
-            print(f"{sid:8} {modality:8} {med:7.2f} {mx:7.2f} {bmed:16.2f} {bmx:13.2f}")
-        print(f"worst median {max(r[2] for r in rows):.2f} mm, worst max {max(r[3] for r in rows):.2f} mm")
-        print(f"\nstep time per subject ({args.threads} threads): bratsflow median {statistics.median(ours_s):.1f} s")
+        print("\nTRE over brain voxels, mm (native -> atlas): median / max")
+        header = [f"bratsflow {kind}" for kind in args.atlas_transform] + ["BrainLes (rigid)"]
+        print(f"{'subject':8} {'modality':8} " + " ".join(f"{h:>17}" for h in header))
+        for sid, modality, *values in rows:
+            pairs = [f"{values[i]:7.2f} / {values[i + 1]:5.2f}" for i in range(0, len(values), 2)]
+            print(f"{sid:8} {modality:8} " + " ".join(f"{p:>17}" for p in pairs))
+        for i, name in enumerate(header):
+            medians = [r[2 + 2 * i] for r in rows]
+            maxima = [r[3 + 2 * i] for r in rows]
+            print(f"{name}: worst median {max(medians):.2f} mm, worst max {max(maxima):.2f} mm")
+        print(f"\nstep time per subject ({args.threads} threads), medians:")
+        for kind in args.atlas_transform:
+            print(f"bratsflow {kind}: {statistics.median(ours_s[kind]):.1f} s")
         if theirs_s:
-            print(f"BrainLes-Preprocessing ANTs path median {statistics.median(theirs_s):.1f} s; "
-                  f"ratio {statistics.median(theirs_s) / statistics.median(ours_s):.2f}x")
+            print(f"BrainLes-Preprocessing ANTs path: {statistics.median(theirs_s):.1f} s; ratio to bratsflow "
+                  + ", ".join(f"{kind} {statistics.median(theirs_s) / statistics.median(ours_s[kind]):.2f}x"
+                              for kind in args.atlas_transform))
 
         print("\nbad inputs (real size)")
         sids = [s.subject_id for s in load_sheet(root / "subjects.tsv")]

@@ -17,7 +17,8 @@ def test_ingest_cli_from_sheet(tiny_cohort, tmp_path):
 
 
 def test_ingest_cli_from_bids_and_explicit_paths(tiny_cohort, tmp_path):
-    assert main(["ingest", "--subject", "sub-003", "--bids", str(tiny_cohort), "--out", str(tmp_path / "b"), *TINY]) == 0
+    assert main(["ingest", "--subject", "sub-003", "--bids", str(tiny_cohort), "--out", str(tmp_path / "b"),
+                 *TINY]) == 0
     subject = load_sheet(tiny_cohort / "subjects.tsv")[0]
     paths = [arg for m in ("t1", "t1c", "t2", "flair") for arg in (f"--{m}", str(subject.image(m)))]
     assert main(["--threads", "2", "ingest", "--subject", "x1", *paths, "--out", str(tmp_path / "c"), *TINY]) == 0

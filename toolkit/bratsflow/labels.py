@@ -85,7 +85,8 @@ def convert(labels: np.ndarray, source: str, target: str) -> np.ndarray:
 
 
 def depth_lut(convention: str) -> np.ndarray:
-    """Lookup table (256 entries): label value -> depth (0 background … 3 ET); 255 marks values outside the convention."""
+    """Lookup table (256 entries): label value -> depth (0 background … 3 ET); 255 marks values outside the
+    convention."""
     lut = np.full(256, 255, dtype=np.uint8)
     lut[0] = 0
     labels = get_convention(convention).labels

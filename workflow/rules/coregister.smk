@@ -30,7 +30,8 @@ rule coregister:
     shell:
         "bratsflow --threads {threads} coregister --subject {wildcards.subject}"
         " --t1 {input.images[0]} --t1c {input.images[1]} --t2 {input.images[2]} --flair {input.images[3]}"
-        " --out {params.out} --atlas {params.atlas} {params.atlas_mask} --atlas-transform {params.options[atlas_transform]}"
+        " --out {params.out} --atlas {params.atlas} {params.atlas_mask}"
+        " --atlas-transform {params.options[atlas_transform]}"
         " --centre {params.options[centre]} --centre-fallback {params.options[centre_fallback]}"
         " --interpolation {params.options[interpolation]} --fill-value {params.options[fill_value]}"
         " --min-nmi {params.options[min_nmi]} --seed {params.options[seed]} > {log} 2>&1"
