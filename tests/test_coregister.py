@@ -82,7 +82,7 @@ def test_outputs_record_and_atlas_grid(registered, tiny_atlas):
     assert saved["transforms"]["to_atlas"]["flair"] == ["t1c-to-atlas.mat", "flair-to-t1c.mat"]
     assert saved["parameters"]["seed"] == 1 and saved["atlas"]["sha256"] == sha256_file(tiny_atlas[0])
     assert {"register", "check", "resample_flair"} <= set(saved["timings_s"])
-    assert saved["parameters"]["atlas_transform"] == "affine"
+    assert saved["parameters"]["atlas_transform"] == "rigid"
 
 
 def test_label_map_round_trip_atlas_native_atlas(tiny_cohort, registered, tmp_path):

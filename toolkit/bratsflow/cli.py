@@ -161,8 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
     coreg.add_argument("--subject", help="subject id, for messages and records")
     coreg.add_argument("--atlas", default="mni152", help="mni152 (built in), sri24 (fetched) or a NIfTI path")
     coreg.add_argument("--atlas-mask", type=Path, help="brain mask of an atlas file (restricts the metric)")
-    coreg.add_argument("--atlas-transform", default="affine", choices=["rigid", "affine"],
-                       help="mapping of the centre modality onto the atlas: rigid, or rigid then affine (default)")
+    coreg.add_argument("--atlas-transform", default="rigid", choices=["rigid", "affine"],
+                       help="mapping of the centre modality onto the atlas: rigid (default), or rigid then affine")
     coreg.add_argument("--centre", default="t1c", choices=MODALITIES, help="centre modality (default t1c)")
     coreg.add_argument("--centre-fallback", default="t1", choices=MODALITIES,
                        help="centre when the centre modality is missing (default t1)")

@@ -39,21 +39,24 @@ class CoregisterParams:
     atlas: str = "mni152"
     atlas_mask: str | None = None
     # The centre's final mapping onto the atlas: "rigid", or "affine" (rigid first, then affine).
-    atlas_transform: str = "affine"
+    atlas_transform: str = "rigid"
     centre: str = "t1c"
     # When the centre modality is missing: register onto this one instead (None: fail).
     centre_fallback: str | None = "t1"
     interpolation: str = "linear"
     # Out-of-view voxels of the atlas-space images.
     fill_value: float = 0.0
-    # Coarse-to-fine schedule in millimetres, so it means the same for any voxel size: each level works on the
-    # fixed image shrunk to about this resolution, smoothed by this sigma. Stopping at 2 mm is enough for
-    # sub-millimetre rigid accuracy and several times faster than ANTs' default that ends at full resolution.
+    # Coarse-to-fine schedules in millimetres, so they mean the same for any voxel size: each level works on the
+    # images resampled to about this resolution, smoothed by this sigma. The first registrations (every
+    # modality onto the atlas) stop at 2 mm; the refinements that follow (affine onto the atlas, each modality
+    # onto the centre) start from them and end at 1 mm (or the image's own resolution when coarser), where the
+    # last tenths of a millimetre are won.
     level_resolutions_mm: tuple[float, ...] = (8.0, 4.0, 2.0)
     smoothing_sigmas_mm: tuple[float, ...] = (3.0, 2.0, 1.0)
     iterations: tuple[int, ...] = (500, 200, 50)
-    # Refinements (affine after rigid; a co-registration started from the atlas route) need only the fine levels.
-    refine_levels: int = 1
+    refine_resolutions_mm: tuple[float, ...] = (1.0,)
+    refine_smoothing_mm: tuple[float, ...] = (0.0,)
+    refine_iterations: tuple[int, ...] = (20,)
     sampling_rate: float = 0.1
     # The atlas brain mask, dilated by this, restricts the metric: a whole-head image against a brain-only
     # template, and (mapped to native space) the brain region for the co-registrations.
@@ -93,7 +96,7 @@ def _register(fixed_path: str, moving_path: str, mask_path: str | None, kind: st
 
     Multi-threaded ANTs registration is not reproducible (its metric sums in thread order), so parallelism
     comes from running the subject's registrations side by side, one thread each. With an `initial` transform
-    only the finest `refine_levels` levels run.
+    the refinement schedule runs.
     """
     import time
 
@@ -103,15 +106,16 @@ def _register(fixed_path: str, moving_path: str, mask_path: str | None, kind: st
     ants.config._random_seed = params.seed  # ANTs samples the metric randomly
     fixed = ants.image_read(fixed_path)
     voxel_mm = min(fixed.spacing)
-    levels = slice(-params.refine_levels, None) if initial else slice(None)
+    if initial:
+        levels, sigmas, iterations = params.refine_resolutions_mm, params.refine_smoothing_mm, params.refine_iterations
+    else:
+        levels, sigmas, iterations = params.level_resolutions_mm, params.smoothing_sigmas_mm, params.iterations
     result = ants.registration(
         fixed, ants.image_read(moving_path), type_of_transform=STAGE_TYPES[kind], initial_transform=initial,
         mask=ants.image_read(mask_path) if mask_path else None,
-        aff_shrink_factors=tuple(max(1, int(round(level / voxel_mm)))
-                                 for level in params.level_resolutions_mm[levels]),
-        aff_smoothing_sigmas=params.smoothing_sigmas_mm[levels], smoothing_in_mm=True,
-        aff_iterations=params.iterations[levels], aff_random_sampling_rate=params.sampling_rate,
-        outprefix=f"{outprefix}-")
+        aff_shrink_factors=tuple(max(1, int(round(level / voxel_mm))) for level in levels),
+        aff_smoothing_sigmas=sigmas, smoothing_in_mm=True, aff_iterations=iterations,
+        aff_random_sampling_rate=params.sampling_rate, outprefix=f"{outprefix}-")
     # ANTs collapses the initial linear transform into the new one: one file holds the whole mapping.
     (transform,) = result["fwdtransforms"]
     return transform, time.perf_counter() - start
@@ -197,17 +201,22 @@ class Coregistration:
         with ExitStack() as stack:
             workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bratsflow-coregister-")))
             with timer.phase("register"):
-                # The finest level works at 2 mm: registering smoothed 2 mm copies gives the same result as
-                # letting ANTs shrink full-resolution images, without reading and warping them in every job.
-                atlas_path, atlas_mask_path, native_mask_path = (str(workdir / f"{n}.nii") for n in
-                                                               ("atlas", "atlas_mask", "native_mask"))
-                ants.image_write(working_copy(fixed, params), atlas_path)
+                # Registering smoothed copies at each schedule's finest resolution gives the result of letting
+                # ANTs shrink the full images, without reading and warping those in every job.
+                coarse, fine = params.level_resolutions_mm[-1], params.refine_resolutions_mm[-1]
+                copies = {"atlas": fixed, **native}
+                paths = {(name, res): str(workdir / f"{name}-{res:g}mm.nii") for name in copies for res in
+                         (coarse, fine)}
+                for (name, res), path in paths.items():
+                    ants.image_write(working_copy(copies[name], max(res, min(copies[name].spacing))), path)
+                atlas_mask_paths = {}
                 if atlas_mask is not None:
-                    ants.image_write(ants.resample_image_to_target(atlas_mask, ants.image_read(atlas_path),
-                                                                   interp_type="nearestNeighbor"), atlas_mask_path)
-                moving = {m: str(workdir / f"{m}.nii") for m in native}
-                for modality, path in moving.items():
-                    ants.image_write(working_copy(native[modality], params), path)
+                    for res in (coarse, fine):
+                        atlas_mask_paths[res] = str(workdir / f"atlas_mask-{res:g}mm.nii")
+                        ants.image_write(ants.resample_image_to_target(
+                            atlas_mask, ants.image_read(paths["atlas", res]), interp_type="nearestNeighbor"),
+                            atlas_mask_paths[res])
+                native_mask_path = str(workdir / "native_mask.nii")
                 pool = stack.enter_context(_single_threaded_pool(min(self.threads, len(native))))
 
                 def submit(modality: str, job: tuple, run_params: CoregisterParams = params, suffix: str = ""):
@@ -218,32 +227,28 @@ class Coregistration:
                 # Every modality rigidly onto the atlas: the same well-posed problem for each (a whole head onto
                 # a brain template, pose within the scanner's range), where a direct registration between two
                 # poses can meet a local optimum. These also start the co-registrations.
-                mask = None if atlas_mask is None else atlas_mask_path
-                jobs = {m: (atlas_path, moving[m], mask, "rigid", str(workdir / f"{m}-to-atlas-rigid"), None)
-                        for m in native}
+                jobs = {m: (paths["atlas", coarse], paths[m, coarse], atlas_mask_paths.get(coarse), "rigid",
+                            str(workdir / f"{m}-to-atlas-rigid"), None) for m in native}
                 hub = {m: future.result() for m, future in {m: submit(m, job) for m, job in jobs.items()}.items()}
                 centre_rigid = hub[centre][0]
                 # The atlas brain mask in the centre's native space: co-registrations look at the brain.
                 native_mask = None if atlas_mask is None else ants.apply_transforms(
-                    ants.image_read(moving[centre]), atlas_mask, [centre_rigid], whichtoinvert=[True],
+                    ants.image_read(paths[centre, fine]), atlas_mask, [centre_rigid], whichtoinvert=[True],
                     interpolator="nearestNeighbor")
                 if native_mask is not None:
                     ants.image_write(native_mask, native_mask_path)
-                second = {}
-                if params.atlas_transform == "affine":
-                    second[centre] = (atlas_path, moving[centre], mask, "affine",
-                                      str(workdir / f"{centre}-to-atlas-affine"), centre_rigid)
+                second = {centre: (paths["atlas", fine], paths[centre, fine], atlas_mask_paths.get(fine),
+                                   params.atlas_transform, str(workdir / f"{centre}-to-atlas-final"), centre_rigid)}
                 for modality in native:
                     if modality != centre:
                         # Start: centre -> atlas (inverse of the centre's rigid) -> modality (its rigid).
                         start = _write_matrix(_matrix(hub[modality][0]) @ np.linalg.inv(_matrix(centre_rigid)),
                                               str(workdir / f"{modality}-to-{centre}-start.mat"))
-                        second[modality] = (moving[centre], moving[modality],
+                        second[modality] = (paths[centre, fine], paths[modality, fine],
                                             None if native_mask is None else native_mask_path, "rigid",
                                             str(workdir / f"{modality}-to-{centre}"), start)
                 futures = {m: submit(m, job) for m, job in second.items()}
                 done = {m: future.result() for m, future in futures.items()}
-                done.setdefault(centre, hub[centre])
                 jobs.update(second)
 
             with timer.phase("check"):
@@ -338,13 +343,12 @@ class Coregistration:
         return normalized_mutual_information(fixed_values, before), normalized_mutual_information(fixed_values, after)
 
 
-def working_copy(image, params: CoregisterParams):
-    """`image` smoothed and resampled to the finest registration level (isotropic), for the registrations."""
+def working_copy(image, spacing_mm: float):
+    """`image` smoothed and resampled to an isotropic grid of `spacing_mm`, for the registrations."""
     import ants
 
-    spacing = params.level_resolutions_mm[-1]
-    smooth = ants.smooth_image(image, spacing / 2, sigma_in_physical_coordinates=True)
-    return ants.resample_image(smooth, (spacing,) * 3, use_voxels=False, interp_type=0)
+    smooth = ants.smooth_image(image, spacing_mm / 2, sigma_in_physical_coordinates=True)
+    return ants.resample_image(smooth, (spacing_mm,) * 3, use_voxels=False, interp_type=0)
 
 
 def evaluation_grid(image, mask=None):
