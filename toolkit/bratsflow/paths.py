@@ -53,3 +53,8 @@ def native_file(results: str | Path, subject: str, step: str, name: str, space: 
 def is_label_map(step: str, name: str) -> bool:
     """Segmentations and masks move between spaces with label-aware interpolation."""
     return step in ("segment", "fuse") or name.endswith("mask")
+
+
+def brain_mask(results: str | Path, subject: str) -> Path:
+    """The skull-stripping step's brain mask, in atlas space; the skull-stripped images lie beside it."""
+    return step_dir(results, subject, "skullstrip") / "brain_mask.nii.gz"
