@@ -19,6 +19,7 @@ wildcard_constraints:
 include: "workflow/rules/demo.smk"
 include: "workflow/rules/ingest.smk"
 include: "workflow/rules/coregister.smk"
+include: "workflow/rules/skullstrip.smk"
 include: "workflow/rules/fuse.smk"
 
 
@@ -26,6 +27,12 @@ rule all:
     default_target: True
     input:
         expand(step_outputs("coregister", "{subject}"), subject=SUBJECTS),
+        expand(step_outputs("skullstrip", "{subject}"), subject=SUBJECTS),
+        expand(
+            str(paths.step_image(RESULTS, "{subject}", "deface", "{modality}")),
+            subject=SUBJECTS if config["deface"]["enabled"] else [],
+            modality=MODALITIES,
+        ),
         native_targets(),
         str(paths.cohort_file(RESULTS, "ingest.tsv")),
         # The fused segmentation once segment.members names an ensemble.

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import nibabel as nib
+import numpy as np
 import pytest
 import yaml
 
@@ -85,6 +87,8 @@ def test_end_to_end_with_a_bad_subject_under_keep_going(tmp_path, tiny_atlas):
         assert (results / sid / "benchmarks" / "ingest.tsv").is_file()
         for name in ("t1.nii.gz", "flair.nii.gz", "coregister.json", "transforms/flair-to-t1c.mat"):
             assert (results / sid / "coregister" / name).is_file()
+        for name in ("brain_mask.nii.gz", "t1c.nii.gz", "flair.nii.gz", "skullstrip.json"):
+            assert (results / sid / "skullstrip" / name).is_file()
     assert not (results / "bad" / "ingest" / "t1.nii.gz").exists()
     log = (results / "bad" / "logs" / "ingest.log").read_text()
     assert f"subject bad: T2 {broken}: " in log
@@ -93,7 +97,8 @@ def test_end_to_end_with_a_bad_subject_under_keep_going(tmp_path, tiny_atlas):
 
     # The same cohort as a BIDS tree gives byte-identical outputs; a rerun has nothing to do.
     bids_config = _write_config(tmp_path, tiny_atlas, bids=str(demo), results=str(tmp_path / "bids_results"),
-                                to_native={"images": ["coregister/flair"], "spaces": ["t1c"]})
+                                to_native={"images": ["coregister/flair"], "spaces": ["t1c"]},
+                                deface={"enabled": True})
     snakemake("--cores", "2", "--configfile", str(bids_config))
     for sid in ("sub-001", "sub-002"):
         for step, name in (("ingest", "t1"), ("ingest", "flair"), ("coregister", "t2"), ("coregister", "flair")):
@@ -101,6 +106,14 @@ def test_end_to_end_with_a_bad_subject_under_keep_going(tmp_path, tiny_atlas):
                 _sha(results / sid / step / f"{name}.nii.gz")
         native = tmp_path / "bids_results" / sid / "native" / "coregister-flair_space-t1c.nii.gz"
         assert native.is_file()
+        for name in ("t1", "flair"):
+            assert _sha(tmp_path / "bids_results" / sid / "skullstrip" / f"{name}.nii.gz") == \
+                _sha(results / sid / "skullstrip" / f"{name}.nii.gz")
+            # Defaced native images: the same grid as the ingested image, some of the head removed.
+            ingested = nib.load(results / sid / "ingest" / f"{name}.nii.gz")
+            defaced = nib.load(tmp_path / "bids_results" / sid / "deface" / f"{name}.nii.gz")
+            assert defaced.shape == ingested.shape and np.allclose(defaced.affine, ingested.affine)
+            assert 0 < np.count_nonzero(ingested.get_fdata()) - np.count_nonzero(defaced.get_fdata())
     table = (tmp_path / "bids_results" / "cohort" / "ingest.tsv").read_text().splitlines()
     assert len(table) == 1 + 2 * 4
     rerun = snakemake("--cores", "2", "--configfile", str(bids_config))

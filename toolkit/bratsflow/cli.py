@@ -83,6 +83,23 @@ def cmd_to_native(args: argparse.Namespace) -> None:
               labels=args.labels)
 
 
+def cmd_skullstrip(args: argparse.Namespace) -> None:
+    from .skullstrip import SkullstripParams, skullstrip
+
+    images = {m: getattr(args, m) for m in MODALITIES if getattr(args, m) is not None}
+    params = SkullstripParams(backend=args.backend, modality=args.modality, fallback=args.fallback,
+                              volume_range_ml=tuple(args.volume_range_ml), fill_value=args.fill_value,
+                              atlas=args.atlas, atlas_mask=args.atlas_mask, seed=args.seed, model=args.model,
+                              device=args.device, tta=args.tta)
+    skullstrip(images, args.out, params, subject=args.subject, threads=args.threads)
+
+
+def cmd_deface(args: argparse.Namespace) -> None:
+    from .deface import deface_file
+
+    deface_file(args.image, args.mask, args.out, buffer_mm=args.buffer_mm, subject=args.subject)
+
+
 def cmd_atlas(args: argparse.Namespace) -> None:
     from . import atlas
 
@@ -182,6 +199,8 @@ def build_parser() -> argparse.ArgumentParser:
     native.add_argument("--out", type=Path, required=True)
     native.set_defaults(func=cmd_to_native)
 
+    _add_skullstrip_commands(commands)
+
     atlas = commands.add_parser("atlas", help="list atlases or fetch one into the user cache")
     atlas.add_argument("action", choices=["list", "fetch"])
     atlas.add_argument("name", nargs="?", default="sri24")
@@ -191,6 +210,45 @@ def build_parser() -> argparse.ArgumentParser:
     atlas.set_defaults(func=cmd_atlas)
     _add_fusion_commands(commands)
     return parser
+
+
+def _add_skullstrip_commands(commands) -> None:
+    from .skullstrip import BACKENDS, SkullstripParams
+
+    defaults = SkullstripParams()
+    strip = commands.add_parser("skullstrip", help="brain mask of atlas-space images, applied to all four")
+    _add_modality_arguments(strip, required=False)
+    strip.add_argument("--out", type=Path, required=True, help="output folder")
+    strip.add_argument("--subject", help="subject id, for messages and records")
+    strip.add_argument("--backend", choices=BACKENDS, default=defaults.backend,
+                       help="atlas (default; CPU, no downloaded weights) or hdbet (HD-BET v2 weights)")
+    strip.add_argument("--modality", choices=MODALITIES, default=defaults.modality,
+                       help=f"modality the mask is computed on (default {defaults.modality})")
+    strip.add_argument("--fallback", choices=MODALITIES, default=defaults.fallback,
+                       help=f"modality used when that one is missing (default {defaults.fallback})")
+    strip.add_argument("--volume-range-ml", type=float, nargs=2, default=defaults.volume_range_ml,
+                       metavar=("MIN", "MAX"), help="plausible brain volume; a mask outside fails the subject")
+    strip.add_argument("--fill-value", type=float, default=defaults.fill_value, help="value outside the brain")
+    strip.add_argument("--atlas", default=defaults.atlas,
+                       help="atlas of the co-registration (atlas backend; mni152, sri24 or a NIfTI path)")
+    strip.add_argument("--atlas-mask", help="brain mask of an atlas file (atlas backend)")
+    strip.add_argument("--seed", type=int, default=defaults.seed, help="seed of ANTs' metric sampling")
+    strip.add_argument("--model", default=defaults.model,
+                       help=f"hdbet backend: model-store name or model folder (default {defaults.model})")
+    strip.add_argument("--device", choices=["auto", "cpu", "cuda"], default=defaults.device,
+                       help="hdbet backend: auto (cuda when available), cpu or cuda")
+    strip.add_argument("--tta", action=argparse.BooleanOptionalAction, default=defaults.tta,
+                       help="hdbet backend: test-time augmentation by mirroring")
+    strip.set_defaults(func=cmd_skullstrip)
+
+    deface = commands.add_parser("deface", help="remove the face (quickshear-like) for data sharing")
+    deface.add_argument("image", type=Path, help="whole-head image")
+    deface.add_argument("--mask", type=Path, required=True, help="brain mask on the image's grid")
+    deface.add_argument("--out", type=Path, required=True, help="defaced image")
+    deface.add_argument("--buffer-mm", type=float, default=10.0,
+                        help="distance kept between the brain and the cutting plane (default 10 mm)")
+    deface.add_argument("--subject", help="subject id, for messages")
+    deface.set_defaults(func=cmd_deface)
 
 
 def _add_fusion_commands(commands) -> None:

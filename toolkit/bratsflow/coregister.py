@@ -90,7 +90,7 @@ def normalized_mutual_information(a: np.ndarray, b: np.ndarray, bins: int = 16) 
     return (entropy(joint.sum(axis=0)) + entropy(joint.sum(axis=1))) / h_joint if h_joint > 0 else 1.0
 
 
-def _register(fixed_path: str, moving_path: str, mask_path: str | None, kind: str, params: CoregisterParams,
+def register_linear(fixed_path: str, moving_path: str, mask_path: str | None, kind: str, params: CoregisterParams,
               outprefix: str, initial: str | None = None) -> tuple[str, float]:
     """One registration, single-threaded, in a worker process; returns the transform file and its seconds.
 
@@ -146,7 +146,7 @@ def _write_matrix(matrix: np.ndarray, path: str) -> str:
 
 
 @contextmanager
-def _single_threaded_pool(workers: int):
+def single_threaded_pool(workers: int):
     """Worker processes whose ITK runs one thread. Spawned, not forked (ITK's thread pools do not survive a
     fork); a spawned process copies the environment when it starts, before anything imports ants, so the
     variable stays set while the pool may start workers."""
@@ -217,11 +217,11 @@ class Coregistration:
                             atlas_mask, ants.image_read(paths["atlas", res]), interp_type="nearestNeighbor"),
                             atlas_mask_paths[res])
                 native_mask_path = str(workdir / "native_mask.nii")
-                pool = stack.enter_context(_single_threaded_pool(min(self.threads, len(native))))
+                pool = stack.enter_context(single_threaded_pool(min(self.threads, len(native))))
 
                 def submit(modality: str, job: tuple, run_params: CoregisterParams = params, suffix: str = ""):
                     fixed_path, moving_path, mask_path, kind, prefix, initial = job
-                    return pool.submit(_register, fixed_path, moving_path, mask_path, kind, run_params,
+                    return pool.submit(register_linear, fixed_path, moving_path, mask_path, kind, run_params,
                                        prefix + suffix, initial)
 
                 # Every modality rigidly onto the atlas: the same well-posed problem for each (a whole head onto
