@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import http.server
+import threading
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -40,3 +43,16 @@ def tiny_atlas(tiny_cohort, tmp_path_factory) -> tuple[Path, Path]:
 
 # Thick-slice 3 mm data reach lower similarity than real-sized images (see the coregister.min_nmi docs).
 TINY_MIN_NMI = 1.03
+
+
+@pytest.fixture
+def loopback_server(tmp_path):
+    """An HTTP server on 127.0.0.1 serving a folder: (folder, base URL)."""
+    served = tmp_path / "served"
+    served.mkdir()
+    handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield served, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()

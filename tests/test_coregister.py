@@ -1,9 +1,6 @@
 """Co-registration on the tiny (3 mm) synthetic cohort, checked against the true transforms."""
 
-import http.server
 import json
-import threading
-from functools import partial
 
 import ants
 import nibabel as nib
@@ -165,18 +162,6 @@ def test_unknown_atlas_and_unfetched_atlas(tmp_path, monkeypatch):
         atlas_module.load_atlas("no/such/atlas.nii.gz")
     with pytest.raises(ConfigError, match=r"bratsflow atlas fetch sri24.*or put the file at .*sri24\.nii\b"):
         atlas_module.load_atlas("sri24")
-
-
-@pytest.fixture
-def loopback_server(tmp_path):
-    served = tmp_path / "served"
-    served.mkdir()
-    handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield served, f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
 
 
 def test_atlas_fetch_verifies_the_checksum(loopback_server, tiny_atlas, tmp_path, monkeypatch):

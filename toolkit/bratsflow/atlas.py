@@ -6,11 +6,8 @@ Atlases are never downloaded while the pipeline runs and never written into site
 
 from __future__ import annotations
 
-import hashlib
 import os
 import tempfile
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +15,7 @@ import nibabel as nib
 import numpy as np
 
 from .errors import ConfigError, InputError
-from .io import sha256_file
+from .io import download, sha256_file
 
 CACHE_ENV = "BRATSFLOW_ATLASES"
 
@@ -128,24 +125,10 @@ def fetch(name: str, *, url: str | None = None, sha256: str | None = None, force
     target.parent.mkdir(parents=True, exist_ok=True)
     source = url or entry.url
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=".download-") as tmp:
-        download = Path(tmp) / "download"
-        digest = _download(source, download, target)
+        partial = Path(tmp) / "download"
+        digest = download(source, partial, f"put it at {target}, or pass the atlas file's path")
         if digest != expected:
             raise InputError(f"downloaded file has SHA-256 {digest}, expected {expected}; nothing was installed",
                              file=source)
-        os.replace(download, target)
+        os.replace(partial, target)
     return target
-
-
-def _download(url: str, destination: Path, target: Path) -> str:
-    digest = hashlib.sha256()
-    try:
-        with urllib.request.urlopen(url, timeout=60) as response, open(destination, "wb") as out:
-            while block := response.read(1 << 20):
-                digest.update(block)
-                out.write(block)
-    except (urllib.error.URLError, OSError, TimeoutError) as exc:
-        raise InputError(
-            f"cannot download ({getattr(exc, 'reason', exc)}); without a network, download the file elsewhere "
-            f"and put it at {target}, or pass the atlas file's path", file=url) from None
-    return digest.hexdigest()

@@ -100,6 +100,30 @@ def cmd_deface(args: argparse.Namespace) -> None:
     deface_file(args.image, args.mask, args.out, buffer_mm=args.buffer_mm, subject=args.subject)
 
 
+def cmd_models(args: argparse.Namespace) -> None:
+    from . import models
+
+    if args.action == "list":
+        installed = dict(models.installed())
+        for name, folder in installed.items():
+            print(f"{name}\tinstalled at {folder}\tfrom {models.manifest(folder)['source']}")
+        for name, release in models.RELEASES.items():
+            if name not in installed:
+                print(f"{name}\tnot installed (bratsflow models fetch {name})\t{release.description}")
+        return
+    if not args.name:
+        raise BratsflowError(f"models {args.action} needs a model name")
+    if args.action == "install":
+        if not args.source:
+            raise BratsflowError("models install needs a SOURCE: a model folder, a zip file or a URL")
+        print(models.install(args.name, args.source, sha256=args.sha256, force=args.force))
+    elif args.action == "fetch":
+        print(models.fetch(args.name, sha256=args.sha256, url=args.source, force=args.force))
+    else:
+        folder = models.resolve(args.name)
+        print(f"{args.name}: {len(models.manifest(folder)['files'])} files match their checksums ({folder})")
+
+
 def cmd_atlas(args: argparse.Namespace) -> None:
     from . import atlas
 
@@ -200,6 +224,18 @@ def build_parser() -> argparse.ArgumentParser:
     native.set_defaults(func=cmd_to_native)
 
     _add_skullstrip_commands(commands)
+
+    store = commands.add_parser("models", help="the model store: list, install, fetch or verify trained models",
+                                description="Models live in $BRATSFLOW_MODELS (default ~/.cache/bratsflow/models); "
+                                            "every file's SHA-256 is recorded at installation and checked before "
+                                            "a checkpoint is loaded.")
+    store.add_argument("action", choices=["list", "install", "fetch", "verify"])
+    store.add_argument("name", nargs="?", help="model name in the store (verify: also a folder)")
+    store.add_argument("source", nargs="?",
+                       help="install: model folder, zip or URL; fetch: another address for the known release")
+    store.add_argument("--sha256", help="expected SHA-256 of the zip or download (required for URLs)")
+    store.add_argument("--force", action="store_true", help="replace an installed model of that name")
+    store.set_defaults(func=cmd_models)
 
     atlas = commands.add_parser("atlas", help="list atlases or fetch one into the user cache")
     atlas.add_argument("action", choices=["list", "fetch"])

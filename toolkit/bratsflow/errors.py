@@ -38,3 +38,7 @@ class ConfigError(BratsflowError):
 
 class RegistrationError(BratsflowError):
     """A registration ran but its result is not trustworthy (similarity too low after registration)."""
+
+
+class ModelError(BratsflowError):
+    """A trained model is missing, incomplete, or its files do not match their recorded checksums."""

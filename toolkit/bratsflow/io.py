@@ -10,6 +10,8 @@ import gzip
 import hashlib
 import json
 import os
+import urllib.error
+import urllib.request
 import zipfile
 import zlib
 from pathlib import Path
@@ -30,6 +32,21 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     with open(path, "rb") as handle:
         while block := handle.read(chunk):
             digest.update(block)
+    return digest.hexdigest()
+
+
+def download(url: str, destination: Path, offline_advice: str) -> str:
+    """Stream `url` into `destination` and return its SHA-256; offline, fail with `offline_advice`."""
+    digest = hashlib.sha256()
+    try:
+        with urllib.request.urlopen(url, timeout=60) as response, open(destination, "wb") as out:
+            while block := response.read(1 << 20):
+                digest.update(block)
+                out.write(block)
+    except (urllib.error.URLError, OSError, TimeoutError) as exc:
+        raise InputError(
+            f"cannot download ({getattr(exc, 'reason', exc)}); without a network, download the file elsewhere "
+            f"and {offline_advice}", file=url) from None
     return digest.hexdigest()
 
 

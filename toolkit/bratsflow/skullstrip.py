@@ -112,7 +112,7 @@ def refine_mask(prior: np.ndarray, image: np.ndarray, spacing, band_mm: float = 
     return refined
 
 
-def atlas_brain_mask(image: nib.Nifti1Image, params: SkullstripParams, workdir: Path) -> np.ndarray:
+def atlas_brain_mask(image: nib.Nifti1Image, params: SkullstripParams, workdir: Path) -> tuple[np.ndarray, dict]:
     """Brain mask of an atlas-space image by registering the atlas template onto it (see the module doc)."""
     import ants
 
@@ -141,13 +141,16 @@ def atlas_brain_mask(image: nib.Nifti1Image, params: SkullstripParams, workdir: 
                                    schedule, str(workdir / "template-to-image")).result()
     carried = ants.apply_transforms(fixed, prior.astype("float32"), [transform], interpolator="linear")
     registered = carried.numpy() > 0.5
+    details = {"atlas": atlas.name, "atlas_source": atlas.source, "atlas_sha256": atlas.sha256}
     if not registered.any():
-        return registered
+        return registered, details
     return refine_mask(registered, image.get_fdata(dtype=np.float32), image.header.get_zooms()[:3],
-                       params.band_mm, params.closing_mm)
+                       params.band_mm, params.closing_mm), details
 
 
-def brain_mask(image: nib.Nifti1Image, params: SkullstripParams, workdir: Path, threads: int = 1) -> np.ndarray:
+def brain_mask(image: nib.Nifti1Image, params: SkullstripParams, workdir: Path,
+               threads: int = 1) -> tuple[np.ndarray, dict]:
+    """The mask and what produced it (atlas, or model folder, checkpoint checksum and device)."""
     if params.backend == "atlas":
         return atlas_brain_mask(image, params, workdir)
     from .hdbet import hdbet_brain_mask
@@ -180,7 +183,7 @@ def skullstrip(images: dict[str, str | Path], out_dir: str | Path, params: Skull
                                  modality=MODALITY_NAMES[modality], file=images[modality])
     with timer.phase("mask"), tempfile.TemporaryDirectory(prefix="bratsflow-skullstrip-") as tmp:
         try:
-            mask = brain_mask(reference, params, Path(tmp), threads)
+            mask, details = brain_mask(reference, params, Path(tmp), threads)
         except (InputError, ConfigError) as exc:
             exc.subject = exc.subject or subject
             exc.file = exc.file or str(images[source])
@@ -209,6 +212,7 @@ def skullstrip(images: dict[str, str | Path], out_dir: str | Path, params: Skull
         "backend": params.backend,
         "mask_modality": source,
         "brain_volume_ml": round(volume_ml, 2),
+        "method": details,
         "parameters": asdict(params),
         "inputs": {m: {"path": str(p), "sha256": sha256_file(p)} for m, p in images.items()},
         "outputs": outputs,

@@ -1,0 +1,120 @@
+"""A tiny nnU-Net v2 model folder, trained here in seconds, in the exact layout of a real one (dataset.json,
+plans.json, fold_all/checkpoint_final.pth), so the real loading and inference code runs in tests.
+
+The network is the architecture nnU-Net builds from the plans (PlainConvUNet, shrunk); training is a plain torch
+loop on whole volumes normalised as nnU-Net's ZScoreNormalization does, not nnU-Net's trainer (minutes per epoch
+on CPU).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+CONFIGURATION = "3d_fullres"
+
+
+def plans(shape_zyx, spacing_zyx, channels: int, stages: int = 3, features: int = 4) -> dict:
+    divisor = 2 ** (stages - 1)
+    patch = [int(np.ceil(s / divisor) * divisor) for s in shape_zyx]
+    resampling = {"is_seg": False, "order": 3, "order_z": 0, "force_separate_z": None}
+    return {
+        "dataset_name": "Dataset900_Tiny",
+        "plans_name": "nnUNetPlans",
+        "original_median_spacing_after_transp": list(spacing_zyx),
+        "original_median_shape_after_transp": list(shape_zyx),
+        "image_reader_writer": "SimpleITKIO",
+        "transpose_forward": [0, 1, 2],
+        "transpose_backward": [0, 1, 2],
+        "configurations": {CONFIGURATION: {
+            "data_identifier": "nnUNetPlans_3d_fullres",
+            "preprocessor_name": "DefaultPreprocessor",
+            "batch_size": 1,
+            "patch_size": patch,
+            "median_image_size_in_voxels": list(shape_zyx),
+            "spacing": list(spacing_zyx),
+            "normalization_schemes": ["ZScoreNormalization"] * channels,
+            "use_mask_for_norm": [False] * channels,
+            "resampling_fn_data": "resample_data_or_seg_to_shape",
+            "resampling_fn_seg": "resample_data_or_seg_to_shape",
+            "resampling_fn_data_kwargs": resampling,
+            "resampling_fn_seg_kwargs": {**resampling, "is_seg": True, "order": 1},
+            "resampling_fn_probabilities": "resample_data_or_seg_to_shape",
+            "resampling_fn_probabilities_kwargs": {**resampling, "order": 1},
+            "architecture": {
+                "network_class_name": "dynamic_network_architectures.architectures.unet.PlainConvUNet",
+                "arch_kwargs": {
+                    "n_stages": stages,
+                    "features_per_stage": [features * 2**i for i in range(stages)],
+                    "conv_op": "torch.nn.modules.conv.Conv3d",
+                    "kernel_sizes": [[3, 3, 3]] * stages,
+                    "strides": [[1, 1, 1]] + [[2, 2, 2]] * (stages - 1),
+                    "n_conv_per_stage": [1] * stages,
+                    "n_conv_per_stage_decoder": [1] * (stages - 1),
+                    "conv_bias": True,
+                    "norm_op": "torch.nn.modules.instancenorm.InstanceNorm3d",
+                    "norm_op_kwargs": {"eps": 1e-05, "affine": True},
+                    "dropout_op": None,
+                    "dropout_op_kwargs": None,
+                    "nonlin": "torch.nn.LeakyReLU",
+                    "nonlin_kwargs": {"inplace": True},
+                },
+                "_kw_requires_import": ["conv_op", "norm_op", "dropout_op", "nonlin"],
+            },
+            "batch_dice": False,
+        }},
+        "experiment_planner_used": "ExperimentPlanner",
+        "label_manager": "LabelManager",
+        "foreground_intensity_properties_per_channel": {
+            str(c): {"max": 1.0, "mean": 0.0, "median": 0.0, "min": 0.0, "percentile_00_5": 0.0,
+                     "percentile_99_5": 1.0, "std": 1.0} for c in range(channels)},
+    }
+
+
+def train_tiny_model(folder: Path, images: list[np.ndarray], labels: list[np.ndarray], spacing_zyx,
+                     label_names: dict[str, int], channel_names: dict[str, str], steps: int = 150,
+                     seed: int = 0) -> Path:
+    """Train on whole volumes (arrays (channels, z, y, x) as SimpleITK reads them) and write the model folder."""
+    import torch
+    from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+    torch.manual_seed(seed)
+    channels = images[0].shape[0]
+    plan = plans(images[0].shape[1:], spacing_zyx, channels)
+    manager = PlansManager(plan)
+    configuration = manager.get_configuration(CONFIGURATION)
+    network = nnUNetTrainer.build_network_architecture(manager, configuration, channels, len(label_names),
+                                                       enable_deep_supervision=False)
+    patch = configuration.patch_size
+
+    def padded(volume: np.ndarray) -> np.ndarray:
+        pad = [(0, 0)] * (volume.ndim - 3) + [(0, p - s) for p, s in zip(patch, volume.shape[-3:])]
+        return np.pad(volume, pad)
+
+    normalised = [(x - x.mean(axis=(1, 2, 3), keepdims=True)) / x.std(axis=(1, 2, 3), keepdims=True)
+                  for x in images]
+    inputs = torch.from_numpy(np.stack([padded(x) for x in normalised]).astype(np.float32))
+    targets = torch.from_numpy(np.stack([padded(y) for y in labels]).astype(np.int64))
+    optimiser = torch.optim.Adam(network.parameters(), lr=1e-2)
+    network.train()
+    for step in range(steps):
+        index = step % len(images)
+        optimiser.zero_grad()
+        loss = torch.nn.functional.cross_entropy(network(inputs[index:index + 1]), targets[index:index + 1])
+        loss.backward()
+        optimiser.step()
+    network.eval()
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "plans.json").write_text(json.dumps(plan, indent=2))
+    (folder / "dataset.json").write_text(json.dumps({
+        "channel_names": channel_names, "labels": label_names, "numTraining": len(images),
+        "file_ending": ".nii.gz"}, indent=2))
+    (folder / "fold_all").mkdir(exist_ok=True)
+    torch.save({"network_weights": network.state_dict(), "init_args": {"configuration": CONFIGURATION},
+                "trainer_name": "nnUNetTrainer", "inference_allowed_mirroring_axes": (0, 1, 2)},
+               folder / "fold_all" / "checkpoint_final.pth")
+    return folder
