@@ -125,13 +125,18 @@ def install(name: str, source: str | Path, *, sha256: str | None = None, force: 
             folder = _find_model_folder(Path(source_text), source_text)
         staged = staging / "model"
         shutil.copytree(folder, staged, ignore=shutil.ignore_patterns(MANIFEST))
-        save_json({"name": name, "source": source_text, "source_sha256": source_sha256,
-                   "installed": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                   "format": "nnunetv2", "files": _checksums(staged)}, staged / MANIFEST)
+        write_manifest(staged, name, source_text, source_sha256)
         if target.exists():
             shutil.rmtree(target)
         os.replace(staged, target)
     return target
+
+
+def write_manifest(folder: Path, name: str, source: str, source_sha256: str | None = None) -> Path:
+    """Record the SHA-256 of every file of a model folder (done by `install`; also for models the project ships)."""
+    return save_json({"name": name, "source": source, "source_sha256": source_sha256,
+                      "installed": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                      "format": "nnunetv2", "files": _checksums(folder)}, folder / MANIFEST)
 
 
 def fetch(name: str, *, sha256: str | None = None, url: str | None = None, force: bool = False) -> Path:
