@@ -20,6 +20,7 @@ include: "workflow/rules/demo.smk"
 include: "workflow/rules/ingest.smk"
 include: "workflow/rules/coregister.smk"
 include: "workflow/rules/skullstrip.smk"
+include: "workflow/rules/segment.smk"
 include: "workflow/rules/fuse.smk"
 
 

@@ -24,7 +24,6 @@ from nibabel.processing import resample_from_to
 
 from bratsflow import synth
 from bratsflow.atlas import load_atlas
-from bratsflow.cohort import MODALITIES
 from bratsflow.metrics import dice, hausdorff
 from bratsflow.skullstrip import SkullstripParams, skullstrip
 

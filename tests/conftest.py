@@ -56,3 +56,22 @@ def loopback_server(tmp_path):
     thread.start()
     yield served, f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
+
+
+@pytest.fixture(scope="session")
+def tiny_members(tiny_cohort, tmp_path_factory):
+    root = tmp_path_factory.mktemp("tiny_members")
+    """Two tiny 4-channel nnU-Net v2 members trained on two tiny subjects: label-based and region-based."""
+    from bratsflow import models
+    from nnunet_helpers import LABEL_CHANNELS, REGION_CHANNELS, train_on_tiny_cohort
+
+    root = tmp_path_factory.mktemp("tiny_members")
+    label_model = train_on_tiny_cohort(tiny_cohort, root / "labels", LABEL_CHANNELS,
+                                       label_names={"background": 0, "NETC": 1, "SNFH": 2, "ET": 3})
+    region_model = train_on_tiny_cohort(tiny_cohort, root / "regions", REGION_CHANNELS,
+                                        label_names={"background": 0, "whole_tumor": [1, 2, 3],
+                                                     "tumor_core": [1, 3], "enhancing_tumor": 3},
+                                        regions_class_order=[2, 1, 3])
+    for folder in (label_model, region_model):
+        models.write_manifest(folder, folder.name, source="tests")
+    return {"labels": label_model, "regions": region_model}

@@ -11,9 +11,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 
 CONFIGURATION = "3d_fullres"
+TRAIN = ("sub-001", "sub-003")  # the tiny cohort's sub-002 stays unseen
+# The label model lists its channels in another order than the pipeline, under other names.
+LABEL_CHANNELS = {"0": "FLAIR", "1": "T1", "2": "T1Gd", "3": "T2"}
+REGION_CHANNELS = {"0": "t1n", "1": "t1c", "2": "t2w", "3": "t2f"}  # BraTS 2023 file names
+
+
 
 
 def plans(shape_zyx, spacing_zyx, channels: int, stages: int = 3, features: int = 4) -> dict:
@@ -73,10 +80,24 @@ def plans(shape_zyx, spacing_zyx, channels: int, stages: int = 3, features: int 
     }
 
 
+def _nonzero_box(image: np.ndarray) -> tuple[slice, ...]:
+    where = np.argwhere(np.any(image != 0, axis=0))
+    return tuple(slice(a, b + 1) for a, b in zip(where.min(axis=0), where.max(axis=0)))
+
+
+def _soft_dice_loss(probabilities, target):
+    axes = (0, 2, 3, 4)
+    intersection = (probabilities * target).sum(axes)
+    return 1 - ((2 * intersection + 1) / (probabilities.sum(axes) + target.sum(axes) + 1)).mean()
+
+
 def train_tiny_model(folder: Path, images: list[np.ndarray], labels: list[np.ndarray], spacing_zyx,
-                     label_names: dict[str, int], channel_names: dict[str, str], steps: int = 150,
-                     seed: int = 0) -> Path:
-    """Train on whole volumes (arrays (channels, z, y, x) as SimpleITK reads them) and write the model folder."""
+                     label_names: dict[str, int | list[int]], channel_names: dict[str, str], steps: int = 150,
+                     seed: int = 0, regions_class_order: list[int] | None = None) -> Path:
+    """Train on whole volumes (arrays (channels, z, y, x) as SimpleITK reads them) and write the model folder.
+
+    With `regions_class_order`, a region-based model (nnU-Net's BraTS setting): `label_names` maps each region to
+    its label values, one sigmoid output per region."""
     import torch
     from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
@@ -86,7 +107,10 @@ def train_tiny_model(folder: Path, images: list[np.ndarray], labels: list[np.nda
     plan = plans(images[0].shape[1:], spacing_zyx, channels)
     manager = PlansManager(plan)
     configuration = manager.get_configuration(CONFIGURATION)
-    network = nnUNetTrainer.build_network_architecture(manager, configuration, channels, len(label_names),
+    regions = [np.atleast_1d(v) for k, v in label_names.items() if k != "background"] if regions_class_order \
+        else None
+    outputs = len(regions) if regions else len(label_names)
+    network = nnUNetTrainer.build_network_architecture(manager, configuration, channels, outputs,
                                                        enable_deep_supervision=False)
     patch = configuration.patch_size
 
@@ -94,27 +118,74 @@ def train_tiny_model(folder: Path, images: list[np.ndarray], labels: list[np.nda
         pad = [(0, 0)] * (volume.ndim - 3) + [(0, p - s) for p, s in zip(patch, volume.shape[-3:])]
         return np.pad(volume, pad)
 
+    # As nnU-Net's preprocessing: crop to the non-zero bounding box, z-score each channel there, pad with zeros.
+    boxes = [_nonzero_box(x) for x in images]
+    images = [x[(slice(None), *box)] for x, box in zip(images, boxes)]
+    labels = [y[box] for y, box in zip(labels, boxes)]
     normalised = [(x - x.mean(axis=(1, 2, 3), keepdims=True)) / x.std(axis=(1, 2, 3), keepdims=True)
                   for x in images]
     inputs = torch.from_numpy(np.stack([padded(x) for x in normalised]).astype(np.float32))
-    targets = torch.from_numpy(np.stack([padded(y) for y in labels]).astype(np.int64))
+    # nnU-Net's loss: cross-entropy plus soft Dice over the foreground outputs (small tumours need the Dice).
+    if regions:
+        targets = torch.from_numpy(np.stack([padded(np.stack([np.isin(y, r) for r in regions]))
+                                             for y in labels]).astype(np.float32))
+
+        def loss_function(logits, target):
+            probabilities = torch.sigmoid(logits)
+            return torch.nn.functional.binary_cross_entropy_with_logits(logits, target) + \
+                _soft_dice_loss(probabilities, target)
+    else:
+        targets = torch.from_numpy(np.stack([padded(y) for y in labels]).astype(np.int64))
+
+        def loss_function(logits, target):
+            one_hot = torch.nn.functional.one_hot(target, outputs).movedim(-1, 1).float()
+            return torch.nn.functional.cross_entropy(logits, target) + \
+                _soft_dice_loss(torch.softmax(logits, 1)[:, 1:], one_hot[:, 1:])
     optimiser = torch.optim.Adam(network.parameters(), lr=1e-2)
     network.train()
     for step in range(steps):
         index = step % len(images)
         optimiser.zero_grad()
-        loss = torch.nn.functional.cross_entropy(network(inputs[index:index + 1]), targets[index:index + 1])
+        loss = loss_function(network(inputs[index:index + 1]), targets[index:index + 1])
         loss.backward()
         optimiser.step()
     network.eval()
 
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "plans.json").write_text(json.dumps(plan, indent=2))
-    (folder / "dataset.json").write_text(json.dumps({
-        "channel_names": channel_names, "labels": label_names, "numTraining": len(images),
-        "file_ending": ".nii.gz"}, indent=2))
+    dataset = {"channel_names": channel_names, "labels": label_names, "numTraining": len(images),
+               "file_ending": ".nii.gz"}
+    if regions_class_order:
+        dataset["regions_class_order"] = regions_class_order
+    (folder / "dataset.json").write_text(json.dumps(dataset, indent=2))
     (folder / "fold_all").mkdir(exist_ok=True)
     torch.save({"network_weights": network.state_dict(), "init_args": {"configuration": CONFIGURATION},
                 "trainer_name": "nnUNetTrainer", "inference_allowed_mirroring_axes": (0, 1, 2)},
                folder / "fold_all" / "checkpoint_final.pth")
     return folder
+
+
+def atlas_space_subject(cohort, sid):
+    """Four skull-stripped atlas-space images (nib, through the true transforms) and the atlas-space truth labels."""
+    from bratsflow import synth
+
+    truth_dir = cohort / "derivatives" / "truth" / sid
+    brain = np.asarray(nib.load(truth_dir / f"{sid}_space-atlas_desc-brain_mask.nii.gz").dataobj) > 0
+    labels = nib.load(truth_dir / f"{sid}_space-atlas_dseg.nii.gz")
+    images = {m: nib.Nifti1Image(np.where(brain, data, 0).astype(np.float32), labels.affine)
+              for m, data in synth.resample_native_to_atlas(cohort, sid).items()}
+    return images, np.asarray(labels.dataobj)
+
+
+def train_on_tiny_cohort(cohort, folder, channels, **kwargs):
+    """A 4-channel member trained on the tiny cohort's TRAIN subjects, channels in the order `channels` names."""
+    from bratsflow.segment.nnunet import channel_modalities
+
+    order = [channel_modalities({"channel_names": channels})[int(k)] for k in sorted(channels)]
+    arrays, targets = [], []
+    for sid in TRAIN:
+        images, labels = atlas_space_subject(cohort, sid)
+        arrays.append(np.stack([images[m].get_fdata(dtype=np.float32).transpose(2, 1, 0) for m in order]))
+        targets.append(labels.transpose(2, 1, 0))
+    spacing = tuple(float(s) for s in images["t1"].header.get_zooms()[:3][::-1])
+    return train_tiny_model(folder, arrays, targets, spacing, channel_names=channels, steps=120, **kwargs)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -132,3 +133,25 @@ def test_config_outside_the_schema_is_refused(tmp_path):
     result = snakemake("-n", "--configfile", str(_write_config(tmp_path, convention="brats2019")), check=False)
     assert result.returncode != 0
     assert "brats2019" in result.stdout + result.stderr
+
+
+def test_segmentation_members_and_fusion_in_the_dag(tmp_path, tiny_atlas, tiny_members):
+    members = [{"name": "tiny_labels", "model": str(tiny_members["labels"])},
+               {"name": "tiny_regions", "model": str(tiny_members["regions"]), "weight": 2.0}]
+    config = _write_config(tmp_path, tiny_atlas, segment={"members": members}, fuse={"method": "mean"},
+                           threads={"segment": 1})
+    snakemake("--cores", "2", "--configfile", str(config))
+    results = tmp_path / "results"
+    for sid in ("sub-001", "sub-002"):
+        segment_dir = results / sid / "segment"
+        for name in ("tiny_labels", "tiny_regions"):
+            labels = nib.load(segment_dir / f"{name}.nii.gz")
+            assert labels.get_data_dtype() == np.uint8
+            assert np.allclose(labels.affine, nib.load(results / sid / "skullstrip" / "t1.nii.gz").affine)
+            assert (segment_dir / f"{name}_probabilities.npz").is_file()
+            assert json.loads((segment_dir / f"{name}.json").read_text())["member"]["name"] == name
+        record = json.loads((results / sid / "fuse" / "fuse.json").read_text())
+        assert record["method"] == "mean" and [m["name"] for m in record["members"]] == ["tiny_labels",
+                                                                                         "tiny_regions"]
+        fused = np.asarray(nib.load(results / sid / "fuse" / "segmentation.nii.gz").dataobj)
+        assert set(np.unique(fused)) <= {0, 1, 2, 3}

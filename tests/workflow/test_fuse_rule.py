@@ -18,8 +18,10 @@ from bratsflow.io import label_image_like, save_image
 from test_dag import snakemake
 
 pytestmark = pytest.mark.workflow
+# Label maps placed by the test stand in for the members' segment_<name> jobs (run with --allowed-rules fuse).
 MEMBERS = [{"name": "dilated", "weight": 1.0}, {"name": "eroded", "weight": 2.0}, {"name": "relabelled"},
            {"name": "shifted", "weight": 0.5}]
+MEMBERS = [{**member, "model": "placed-by-the-test"} for member in MEMBERS]
 
 
 def _members(truth: np.ndarray) -> dict[str, np.ndarray]:
@@ -54,12 +56,13 @@ def test_fuse_rule_runs_on_member_label_maps(tiny_cohort, tmp_path):
         expected[subject] = fuse([members[m["name"]] for m in MEMBERS], method="weighted",
                                  weights=[m.get("weight", 1.0) for m in MEMBERS])
 
-    # With members configured, the default target plans one fusion per subject.
-    plan = snakemake("-n", "--cores", "1", "--configfile", str(config_path))
+    targets = [str(paths.fused_segmentation(results, s)) for s in ("sub-001", "sub-002", "sub-003")]
+    only_fuse = ("--allowed-rules", "fuse", "--configfile", str(config_path))
+    plan = snakemake("-n", *targets, "--cores", "1", *only_fuse)
     assert (plan.stdout + plan.stderr).count("rule fuse:") == 3
 
     target = paths.fused_segmentation(results, "sub-001")
-    snakemake(str(target), "--cores", "1", "--configfile", str(config_path))
+    snakemake(str(target), "--cores", "1", *only_fuse)
     fused = nib.load(target)
     assert fused.get_data_dtype() == np.uint8
     np.testing.assert_allclose(fused.affine, nib.load(paths.segment_member(results, "sub-001", "eroded")).affine)

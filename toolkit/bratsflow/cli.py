@@ -100,6 +100,30 @@ def cmd_deface(args: argparse.Namespace) -> None:
     deface_file(args.image, args.mask, args.out, buffer_mm=args.buffer_mm, subject=args.subject)
 
 
+def cmd_segment(args: argparse.Namespace) -> None:
+    import json
+
+    import yaml
+
+    from .errors import ConfigError
+    from .segment import Member, segment
+
+    if args.spec:
+        spec = {**json.loads(args.spec), "name": args.member}
+    else:
+        if not args.config.is_file():
+            raise ConfigError(f"no --spec given and no config file {args.config} to find member {args.member} in")
+        members = (yaml.safe_load(args.config.read_text()) or {}).get("segment", {}).get("members", [])
+        found = [m for m in members if m.get("name") == args.member]
+        if not found:
+            raise ConfigError(f"member {args.member} is not among segment.members in {args.config}: "
+                              f"{[m.get('name') for m in members]}")
+        spec = found[0]
+    images = {m: getattr(args, m) for m in MODALITIES if getattr(args, m) is not None}
+    segment(images, Member.from_config(spec), args.out, convention=args.convention, subject=args.subject,
+            threads=args.threads)
+
+
 def cmd_models(args: argparse.Namespace) -> None:
     from . import models
 
@@ -224,6 +248,18 @@ def build_parser() -> argparse.ArgumentParser:
     native.set_defaults(func=cmd_to_native)
 
     _add_skullstrip_commands(commands)
+
+    seg = commands.add_parser("segment", help="run one ensemble member on skull-stripped atlas-space images")
+    _add_modality_arguments(seg, required=False)
+    seg.add_argument("--member", required=True, help="member name (writes OUT/NAME.nii.gz)")
+    seg.add_argument("--spec", help="the member's settings as JSON (keys as in segment.members); default: "
+                                    "looked up by name in --config")
+    seg.add_argument("--config", type=Path, default=Path("config/config.yaml"), help="config file with the member")
+    seg.add_argument("--convention", choices=["brats2023", "brats2021"], default="brats2023",
+                     help="label convention of the written map (default brats2023)")
+    seg.add_argument("--out", type=Path, required=True, help="output folder")
+    seg.add_argument("--subject", help="subject id, for messages and records")
+    seg.set_defaults(func=cmd_segment)
 
     store = commands.add_parser("models", help="the model store: list, install, fetch or verify trained models",
                                 description="Models live in $BRATSFLOW_MODELS (default ~/.cache/bratsflow/models); "
