@@ -46,6 +46,9 @@ class Member:
     channels: tuple[str, ...] = ()
     weight: float = 1.0
     probabilities: bool = True
+    # container: the runtime that runs the image, and the arguments after the image name.
+    runtime: str = "podman"
+    args: tuple[str, ...] = ()
 
     @classmethod
     def from_config(cls, spec: dict) -> "Member":
@@ -54,7 +57,7 @@ class Member:
         if unknown:
             raise ConfigError(f"segment member {spec.get('name')!r}: unknown key(s) {unknown}; known {sorted(known)}")
         values = dict(spec)
-        for key in ("folds", "channels"):
+        for key in ("folds", "channels", "args"):
             if key in values:
                 values[key] = tuple(str(v) for v in values[key])
         member = cls(**values)
