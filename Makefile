@@ -18,6 +18,9 @@ $(VENV)/bin/pip:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --upgrade "pip>=24"
 
+# pyradiomics 3.0.1 ships as an sdist whose setup imports numpy and versioneer: build it against this numpy.
 $(VENV)/.installed-%: pyproject.toml | $(VENV)/bin/pip
+	$(BIN)/pip install versioneer wheel "numpy>=2.0,<2.4"
+	$(BIN)/pip install --no-build-isolation pyradiomics==3.0.1
 	$(BIN)/pip install -e ".[$*]"
 	touch $@

@@ -22,6 +22,7 @@ include: "workflow/rules/coregister.smk"
 include: "workflow/rules/skullstrip.smk"
 include: "workflow/rules/segment.smk"
 include: "workflow/rules/fuse.smk"
+include: "workflow/rules/radiomics.smk"
 
 
 rule all:
@@ -36,5 +37,7 @@ rule all:
         ),
         native_targets(),
         str(paths.cohort_file(RESULTS, "ingest.tsv")),
-        # The fused segmentation once segment.members names an ensemble.
+        # The fused segmentation, its radiomics and the cohort's feature tables once segment.members names an ensemble.
         expand(str(paths.fused_segmentation(RESULTS, "{subject}")), subject=SUBJECTS if FUSE_MEMBERS else []),
+        expand(str(paths.radiomics_features(RESULTS, "{subject}")), subject=SUBJECTS if FUSE_MEMBERS else []),
+        [str(paths.cohort_features(RESULTS, wide)) for wide in (False, True)] if FUSE_MEMBERS else [],

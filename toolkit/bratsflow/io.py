@@ -277,6 +277,24 @@ def save_json(obj: Any, path: str | Path) -> Path:
     return path
 
 
+def save_table(table, path: str | Path) -> Path:
+    """Write a pandas table atomically as Parquet, CSV or TSV (by the file's suffix), without the index."""
+    path = Path(path)
+    writers = {".parquet": lambda df, p: df.to_parquet(p, index=False),
+               ".csv": lambda df, p: df.to_csv(p, index=False),
+               ".tsv": lambda df, p: df.to_csv(p, sep="\t", index=False)}
+    if path.suffix not in writers:
+        raise InputError(f"tables are written as {', '.join(writers)}", file=path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
+    try:
+        writers[path.suffix](table, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
 def _json_default(value: Any) -> Any:
     if isinstance(value, np.ndarray):
         return value.tolist()
@@ -312,3 +330,15 @@ def from_ants(image, dtype=np.float32) -> nib.Nifti1Image:
     out = nib.Nifti1Image(image.numpy().astype(dtype), affine)
     out.header.set_xyzt_units("mm")
     return out
+
+
+def to_sitk(data: np.ndarray, affine: np.ndarray):
+    """Voxels in nibabel order with a RAS+ affine as a SimpleITK image with the same world geometry."""
+    import SimpleITK as sitk
+
+    spacing = np.sqrt((affine[:3, :3] ** 2).sum(axis=0))
+    image = sitk.GetImageFromArray(np.ascontiguousarray(np.asarray(data).transpose(2, 1, 0)))
+    image.SetSpacing(tuple(spacing.tolist()))
+    image.SetOrigin(tuple((_RAS_TO_LPS @ affine[:3, 3]).tolist()))
+    image.SetDirection(tuple((_RAS_TO_LPS @ (affine[:3, :3] / spacing)).ravel().tolist()))
+    return image

@@ -41,6 +41,8 @@ REGION_MEMBERS: dict[str, tuple[str, ...]] = {
 REGIONS: tuple[str, ...] = tuple(REGION_MEMBERS)
 SUBREGIONS: tuple[str, ...] = ("NETC", "SNFH", "ET")
 BACKGROUND = "background"
+# Every region a tumour is summarised over (radiomics): the nested regions, then the sub-regions not among them.
+SUMMARY_REGIONS: tuple[str, ...] = (*REGIONS, *(name for name in SUBREGIONS if name not in REGIONS))
 
 # Sub-regions from the outside in. A sub-region's depth is the number of nested regions that hold it (SNFH 1,
 # NETC 2, ET 3; background 0), so region R is exactly "depth >= REGION_DEPTH[R]". Fusion and metrics work on

@@ -58,3 +58,13 @@ def is_label_map(step: str, name: str) -> bool:
 def brain_mask(results: str | Path, subject: str) -> Path:
     """The skull-stripping step's brain mask, in atlas space; the skull-stripped images lie beside it."""
     return step_dir(results, subject, "skullstrip") / "brain_mask.nii.gz"
+
+
+def radiomics_features(results: str | Path, subject: str, suffix: str = ".parquet") -> Path:
+    """A subject's tidy feature table (`.parquet` or `.csv`)."""
+    return step_dir(results, subject, "radiomics") / f"features{suffix}"
+
+
+def cohort_features(results: str | Path, wide: bool = False) -> Path:
+    """The cohort's radiomics tables: long (Parquet, one row per feature) or wide (CSV, one row per subject)."""
+    return cohort_file(results, "features_wide.csv" if wide else "features.parquet")
