@@ -94,7 +94,11 @@ def load_params(path: str | Path | None = None, filters=()) -> Params:
                           file=path)
     params = {key: dict(value or {}) if isinstance(value, dict) or value is None else value
               for key, value in raw.items()}
-    image_types = params.setdefault("imageType", {}) or {"Original": {}}
+    image_types = params.get("imageType") or {"Original": {}}
+    if not isinstance(image_types, dict):
+        raise ConfigError("imageType is a mapping of image types to their settings (e.g. Original: {})", file=path)
+    image_types = {name: dict(value or {}) if isinstance(value, dict) or value is None else value
+                   for name, value in image_types.items()}
     params["imageType"] = image_types
     for name in filters:
         if name not in FILTERS:
