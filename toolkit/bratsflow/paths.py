@@ -5,6 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 COHORT = "cohort"
+# Per-subject (and cohort) folders of run-specific files: job logs and Snakemake's timing benchmarks.
+LOGS = "logs"
+BENCHMARKS = "benchmarks"
+MANIFEST = "manifest.tsv"
 
 
 def step_dir(results: str | Path, subject: str, step: str) -> Path:
@@ -20,11 +24,11 @@ def step_record(results: str | Path, subject: str, step: str) -> Path:
 
 
 def log_file(results: str | Path, subject: str, step: str) -> Path:
-    return Path(results) / subject / "logs" / f"{step}.log"
+    return Path(results) / subject / LOGS / f"{step}.log"
 
 
 def benchmark_file(results: str | Path, subject: str, step: str) -> Path:
-    return Path(results) / subject / "benchmarks" / f"{step}.tsv"
+    return Path(results) / subject / BENCHMARKS / f"{step}.tsv"
 
 
 def cohort_file(results: str | Path, name: str) -> Path:
@@ -34,6 +38,11 @@ def cohort_file(results: str | Path, name: str) -> Path:
 def segment_member(results: str | Path, subject: str, member: str) -> Path:
     """One ensemble member's label map."""
     return step_dir(results, subject, "segment") / f"{member}.nii.gz"
+
+
+def segment_record(results: str | Path, subject: str, member: str) -> Path:
+    """One ensemble member's provenance record."""
+    return step_dir(results, subject, "segment") / f"{member}.json"
 
 
 def segment_probabilities(results: str | Path, subject: str, member: str) -> Path:
@@ -58,3 +67,13 @@ def is_label_map(step: str, name: str) -> bool:
 def brain_mask(results: str | Path, subject: str) -> Path:
     """The skull-stripping step's brain mask, in atlas space; the skull-stripped images lie beside it."""
     return step_dir(results, subject, "skullstrip") / "brain_mask.nii.gz"
+
+
+def provenance_file(results: str | Path, subject: str) -> Path:
+    """Every step's record of one subject, gathered (bratsflow provenance)."""
+    return Path(results) / subject / "provenance.json"
+
+
+def manifest_file(results: str | Path) -> Path:
+    """Checksums of the results that must be reproducible (bratsflow manifest / verify)."""
+    return Path(results) / MANIFEST
