@@ -69,11 +69,11 @@ def load_image(path: str | Path, *, subject: str | None = None, modality: str | 
         img = nib.load(path)
         data = np.asanyarray(img.dataobj)
     except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
-        raise InputError(f"corrupt or truncated gzip stream ({exc})", **where) from exc
+        raise InputError(f"corrupt or truncated gzip stream ({_one_line(exc)})", **where) from exc
     except nib.filebasedimages.ImageFileError as exc:
-        raise InputError(f"not a readable NIfTI image ({exc})", **where) from exc
+        raise InputError(f"not a readable NIfTI image ({_one_line(exc)})", **where) from exc
     except (OSError, ValueError) as exc:
-        raise InputError(f"cannot read image data ({exc})", **where) from exc
+        raise InputError(f"cannot read image data ({_one_line(exc)})", **where) from exc
     if not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
         raise InputError(f"unsupported image type {type(img).__name__}", **where)
     zero_axes = _raw_zero_spacing_axes(path, type(img.header))
@@ -98,6 +98,11 @@ def _qform_sform_disagreement(header) -> str | None:
         return None
     return (f"the header's qform ({q}) and sform ({s}) disagree on the orientation, so tools would read the image "
             f"with different axes; fix the header (e.g. copy the correct one onto the other) before running")
+
+
+def _one_line(exc: Exception) -> str:
+    # nibabel's messages can span lines; an error is one line in a job's log.
+    return " ".join(str(exc).split())
 
 
 def _raw_zero_spacing_axes(path: Path, header_class) -> list[int]:
