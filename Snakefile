@@ -25,19 +25,30 @@ include: "workflow/rules/fuse.smk"
 include: "workflow/rules/radiomics.smk"
 
 
+# Everything a cohort run delivers; the manifest rule checksums them once they all exist.
+FINAL_TARGETS = [
+    expand(step_outputs("coregister", "{subject}"), subject=SUBJECTS),
+    expand(step_outputs("skullstrip", "{subject}"), subject=SUBJECTS),
+    expand(
+        str(paths.step_image(RESULTS, "{subject}", "deface", "{modality}")),
+        subject=SUBJECTS if config["deface"]["enabled"] else [],
+        modality=MODALITIES,
+    ),
+    native_targets(),
+    str(paths.cohort_file(RESULTS, "ingest.tsv")),
+    # The fused segmentation, its radiomics and the cohort's feature tables once segment.members names an ensemble.
+    expand(str(paths.fused_segmentation(RESULTS, "{subject}")), subject=SUBJECTS if FUSE_MEMBERS else []),
+    expand(str(paths.radiomics_features(RESULTS, "{subject}")), subject=SUBJECTS if FUSE_MEMBERS else []),
+    [str(paths.cohort_features(RESULTS, wide)) for wide in (False, True)] if FUSE_MEMBERS else [],
+    expand(str(paths.provenance_file(RESULTS, "{subject}")), subject=SUBJECTS),
+]
+
+
+include: "workflow/rules/provenance.smk"
+
+
 rule all:
     default_target: True
     input:
-        expand(step_outputs("coregister", "{subject}"), subject=SUBJECTS),
-        expand(step_outputs("skullstrip", "{subject}"), subject=SUBJECTS),
-        expand(
-            str(paths.step_image(RESULTS, "{subject}", "deface", "{modality}")),
-            subject=SUBJECTS if config["deface"]["enabled"] else [],
-            modality=MODALITIES,
-        ),
-        native_targets(),
-        str(paths.cohort_file(RESULTS, "ingest.tsv")),
-        # The fused segmentation, its radiomics and the cohort's feature tables once segment.members names an ensemble.
-        expand(str(paths.fused_segmentation(RESULTS, "{subject}")), subject=SUBJECTS if FUSE_MEMBERS else []),
-        expand(str(paths.radiomics_features(RESULTS, "{subject}")), subject=SUBJECTS if FUSE_MEMBERS else []),
-        [str(paths.cohort_features(RESULTS, wide)) for wide in (False, True)] if FUSE_MEMBERS else [],
+        FINAL_TARGETS,
+        str(paths.manifest_file(RESULTS)),

@@ -132,8 +132,8 @@ def test_barely_overlapping_field_of_view_is_refused(ingested, tiny_atlas, tmp_p
     slab = tmp_path / "slab.nii.gz"
     nib.save(nib.Nifti1Image(data, flair.affine), slab)
     out = tmp_path / "out"
-    message = (r"subject sub-001, FLAIR: registration to t1c failed: normalised mutual information 1\.0\d+ after "
-               r"registration \(best of 2 attempts\) is below")
+    message = (r"subject sub-001, FLAIR, file .*slab\.nii\.gz: registration to t1c failed: normalised mutual "
+               r"information 1\.0\d+ after registration \(best of 2 attempts\) is below")
     with pytest.raises(RegistrationError, match=message):
         coregister({"t1c": ingested / SID / "t1c.nii.gz", "flair": slab}, out, _params(tiny_atlas), subject=SID)
     assert not out.exists(), "nothing is written for a failed subject"

@@ -85,3 +85,12 @@ def test_cohort_table(subject, tmp_path):
     assert list(table["modality"]) == list(MODALITIES)
     assert set(table["subject"]) == {subject.subject_id}
     assert table["source_sha256"].str.len().eq(64).all()
+
+
+def test_one_image_given_for_two_modalities_is_refused(subject, tmp_path):
+    bad = Subject(subject.subject_id, {**subject.images, "t1c": subject.image("t1")})
+    with pytest.raises(InputError) as info:
+        ingest_subject(bad, tmp_path / "out", spacing_range_mm=TINY_SPACING_RANGE_MM)
+    assert str(info.value) == (f"subject {subject.subject_id}: T1 and T1c are the same image ({subject.image('t1')}, "
+                               f"{subject.image('t1')}): each modality needs its own acquisition")
+    assert not (tmp_path / "out").exists()

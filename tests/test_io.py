@@ -1,4 +1,9 @@
 import gzip
+import json
+import os
+import shutil
+import subprocess
+import sys
 
 import nibabel as nib
 import numpy as np
@@ -102,3 +107,85 @@ def test_save_is_atomic_and_leaves_no_temporary_file(tmp_path):
     path = save_image(_image(), tmp_path / "sub" / "a.nii.gz")
     assert sorted(p.name for p in path.parent.iterdir()) == ["a.nii.gz"]
     assert len(sha256_file(path)) == 64
+
+
+def test_qform_and_sform_that_disagree_are_refused(tmp_path):
+    img = _image()
+    img.set_qform(np.diag([-1.0, 1.0, 1.0, 1.0]), code=1)
+    path = tmp_path / "flipped.nii.gz"
+    nib.save(img, path)
+    with pytest.raises(InputError, match=r"subject s1, t1, file .*flipped.nii.gz: the header's qform \(LAS\) and "
+                                         r"sform \(RAS\) disagree on the orientation"):
+        load_image(path, subject="s1", modality="t1")
+    shifted = np.eye(4)
+    shifted[0, 3] = 5.0
+    img.set_qform(shifted, code=1)
+    nib.save(img, path)
+    assert load_image(path).shape == img.shape, "a qform that differs only in its offset is not an orientation error"
+
+
+def test_truncated_uncompressed_nifti_is_one_clear_line(tmp_path):
+    path = tmp_path / "a.nii"
+    nib.save(_image(shape=(20, 20, 20)), path)
+    blob = path.read_bytes()
+    path.write_bytes(blob[: len(blob) // 2])
+    with pytest.raises(InputError) as info:
+        load_image(path, subject="s1", modality="t2")
+    message = str(info.value)
+    assert message.startswith(f"subject s1, t2, file {path}: cannot read image data (Expected 16000 bytes, got ")
+    assert "\n" not in message
+
+
+# Runs inside a private mount namespace with a small tmpfs at argv[1]: ingest once, fill the disk, ingest again.
+FULL_DISK_DRIVER = r'''
+import json, os, subprocess, sys
+from pathlib import Path
+disk, sheet = Path(sys.argv[1]), sys.argv[2]
+out = disk / "ingest"
+ingest = [sys.executable, "-m", "bratsflow.cli", "ingest", "--subject", "sub-001", "--samples", sheet,
+          "--out", str(out), "--max-spacing", "16"]
+def state():
+    return {p.name: p.read_bytes().hex() for p in sorted(out.iterdir())}
+first = subprocess.run(ingest, capture_output=True, text=True)
+before = state()
+with open(disk / "filler", "wb") as handle:
+    try:
+        while True:
+            handle.write(b"\0" * 65536)
+            handle.flush()
+    except OSError:
+        pass
+second = subprocess.run(ingest, capture_output=True, text=True)
+print(json.dumps({"first": first.returncode, "first_err": first.stderr[-2000:], "second": second.returncode,
+                  "second_err": second.stderr, "unchanged": state() == before, "files": sorted(before)}))
+'''
+
+
+def test_a_full_disk_fails_with_a_clear_message_and_keeps_the_earlier_output(tiny_cohort, tmp_path):
+    """A real full disk: an 8 MiB tmpfs in a private mount namespace (gone with the process)."""
+    unshare = ["unshare", "--mount", "--propagation", "private"]
+    if os.geteuid() != 0:
+        unshare = ["unshare", "--user", "--map-root-user", "--mount", "--propagation", "private"]
+    if shutil.which("unshare") is None:
+        pytest.skip("needs util-linux unshare to mount a small tmpfs")
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    driver = tmp_path / "driver.py"
+    driver.write_text(FULL_DISK_DRIVER)
+    mount = subprocess.run([*unshare, "mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)],
+                           capture_output=True, text=True)
+    if mount.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs in a private namespace here: {mount.stderr.strip()}")
+    result = subprocess.run(
+        [*unshare, "sh", "-c", 'mount -t tmpfs -o size=8m tmpfs "$1" && exec "$2" "$3" "$1" "$4"', "sh",
+         str(disk), sys.executable, str(driver), str(tiny_cohort / "subjects.tsv")],
+        capture_output=True, text=True, check=True)
+    report = json.loads(result.stdout)
+    assert report["first"] == 0, report["first_err"]
+    assert report["files"] == ["flair.nii.gz", "ingest.json", "t1.nii.gz", "t1c.nii.gz", "t2.nii.gz"]
+    assert report["second"] == 2
+    assert report["second_err"].strip() == (
+        f"bratsflow ingest: error: subject sub-001, file {disk}/ingest/t1.nii.gz: cannot write the file (No space "
+        f"left on device); an earlier file of this name, if any, is unchanged")
+    assert report["unchanged"], "the earlier outputs are byte for byte the same, and no temporary file is left"
+    assert not any(disk.iterdir()), "the tmpfs lived only in the test's mount namespace"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from . import __version__
 from .cohort import MODALITIES, Subject, find_subject, load_cohort, validate_subject_id
-from .errors import BratsflowError
+from .errors import BratsflowError, OutputError
 
 log = logging.getLogger("bratsflow")
 
@@ -60,9 +60,35 @@ def limit_threads(threads: int) -> None:
 
 def cmd_ingest_table(args: argparse.Namespace) -> None:
     from .ingest import cohort_table
+    from .io import save_table
 
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    cohort_table(args.records).to_csv(args.out, sep="\t", index=False)
+    save_table(cohort_table(args.records), args.out)
+
+
+def cmd_provenance(args: argparse.Namespace) -> None:
+    import json
+
+    from .io import save_json
+    from .provenance import gather
+
+    containers = json.loads(args.containers) if args.containers else {}
+    save_json(gather(args.subject, args.records, containers=containers, containers_used=args.containers_used),
+              args.out)
+
+
+def cmd_manifest(args: argparse.Namespace) -> None:
+    from . import manifest
+
+    path, count = manifest.write(args.results)
+    print(f"{path}: {count} files")
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from . import manifest
+
+    report = manifest.verify(args.results, args.manifest)
+    print("\n".join(report.lines()))
+    return 0 if report.ok else 1
 
 
 def cmd_coregister(args: argparse.Namespace) -> None:
@@ -250,6 +276,27 @@ def build_parser() -> argparse.ArgumentParser:
     table.add_argument("--out", type=Path, required=True, help="output TSV")
     table.add_argument("records", nargs="+", type=Path, help="ingest.json files")
     table.set_defaults(func=cmd_ingest_table)
+
+    prov = commands.add_parser("provenance", help="gather one subject's step records into provenance.json")
+    prov.add_argument("records", nargs="+", type=Path, help="the subject's step records (<step>/<step>.json, …)")
+    prov.add_argument("--subject", required=True, help="subject id")
+    prov.add_argument("--out", type=Path, required=True, help="output JSON (RESULTS/<subject>/provenance.json)")
+    prov.add_argument("--containers", help="the configured container images as JSON (step -> image)")
+    prov.add_argument("--containers-used", action="store_true", help="the steps ran inside those images")
+    prov.set_defaults(func=cmd_provenance)
+
+    manifest = commands.add_parser("manifest", help="write RESULTS/manifest.tsv: SHA-256 of every result file",
+                                   description="Lists images, label maps, masks, probability maps, transforms and "
+                                               "tables; leaves out logs, benchmarks and JSON records (timings).")
+    manifest.add_argument("results", type=Path, metavar="RESULTS", help="results folder")
+    manifest.set_defaults(func=cmd_manifest)
+
+    verify = commands.add_parser("verify", help="re-check a results folder against its manifest (exit 1 on a "
+                                                "missing, changed or unlisted file)")
+    verify.add_argument("results", type=Path, metavar="RESULTS", help="results folder")
+    verify.add_argument("--manifest", type=Path,
+                        help="check against this manifest instead (e.g. another run's, to compare two runs)")
+    verify.set_defaults(func=cmd_verify)
 
     coreg = commands.add_parser("coregister", help="register all modalities to the centre one and to the atlas")
     _add_modality_arguments(coreg, required=False)
@@ -440,11 +487,13 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(name)s %(levelname)s: %(message)s")
     limit_threads(args.threads)
     try:
-        args.func(args)
+        return args.func(args) or 0
     except BratsflowError as exc:
+        if isinstance(exc, OutputError):
+            # A failing write knows its file; the command knows the subject.
+            exc.subject = exc.subject or getattr(args, "subject", None)
         print(f"bratsflow {args.command}: error: {exc}", file=sys.stderr)
         return 2
-    return 0
 
 
 if __name__ == "__main__":

@@ -258,12 +258,13 @@ class Coregistration:
 
                 grid, grid_mask = evaluation_grid(fixed, atlas_mask)
                 records[centre], done[centre] = self._checked(
-                    grid, grid_mask, native[centre], centre, "atlas", done[centre], retry)
+                    grid, grid_mask, native[centre], centre, "atlas", done[centre], retry, images[centre])
                 grid, grid_mask = evaluation_grid(native[centre], native_mask)
                 for modality in native:
                     if modality != centre:
                         records[modality], done[modality] = self._checked(
-                            grid, grid_mask, native[modality], modality, centre, done[modality], retry)
+                            grid, grid_mask, native[modality], modality, centre, done[modality], retry,
+                            images[modality])
             atlas_tx = done[centre][0]
             coreg_tx = {m: tx for m, (tx, _) in done.items() if m != centre}
 
@@ -311,7 +312,7 @@ class Coregistration:
         save_json(record, out_dir / "coregister.json")
         return record
 
-    def _checked(self, grid, grid_mask, moving, modality, target, result, retry):
+    def _checked(self, grid, grid_mask, moving, modality, target, result, retry, file):
         """Measure a registration; retry it once when its similarity is too low; refuse it if still too low."""
         attempts = []
         for attempt in (1, 2):
@@ -330,7 +331,7 @@ class Coregistration:
             f"registration to {target} failed: normalised mutual information {max(attempts):.3f} after "
             f"registration (best of {len(attempts)} attempts) is below {self.params.min_nmi} (too little overlap, "
             f"an empty image, or an image of another subject?)",
-            subject=self.subject, modality=MODALITY_NAMES.get(modality, modality))
+            subject=self.subject, modality=MODALITY_NAMES.get(modality, modality), file=file)
 
     @staticmethod
     def _similarity(grid, grid_mask, moving, transform) -> tuple[float, float]:

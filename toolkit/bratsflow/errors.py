@@ -42,3 +42,7 @@ class RegistrationError(BratsflowError):
 
 class ModelError(BratsflowError):
     """A trained model is missing, incomplete, or its files do not match their recorded checksums."""
+
+
+class OutputError(BratsflowError):
+    """A result cannot be written (disk full, no permission); any earlier file of that name is left as it was."""

@@ -98,6 +98,7 @@ def ingest_subject(subject: Subject, out_dir: str | Path, *, orientation: str = 
                 checked[modality] = (img, source)
             except BratsflowError as exc:
                 problems.append(_without_subject(exc))
+        problems += _repeated_sources(checked)
         if problems:
             raise InputError("; ".join(problems), subject=sid)
 
@@ -126,6 +127,21 @@ def ingest_subject(subject: Subject, out_dir: str | Path, *, orientation: str = 
     save_json(record, out_dir / "ingest.json")
     log.info("%s: ingested %s", sid, ", ".join(MODALITY_NAMES[m] for m in MODALITIES))
     return record
+
+
+def _repeated_sources(checked: dict[str, tuple[nib.Nifti1Image, dict]]) -> list[str]:
+    """One image given for two modalities (a copy-and-paste slip in a sheet) registers perfectly onto itself, so
+    nothing later would notice."""
+    by_content: dict[str, list[str]] = {}
+    for modality, (_, source) in checked.items():
+        by_content.setdefault(source["sha256"], []).append(modality)
+    problems = []
+    for modalities in by_content.values():
+        if len(modalities) > 1:
+            names = " and ".join(MODALITY_NAMES[m] for m in modalities)
+            files = ", ".join(checked[m][1]["path"] for m in modalities)
+            problems.append(f"{names} are the same image ({files}): each modality needs its own acquisition")
+    return problems
 
 
 def _without_subject(exc: BratsflowError) -> str:

@@ -14,13 +14,14 @@ import urllib.error
 import urllib.request
 import zipfile
 import zlib
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import nibabel as nib
 import numpy as np
 
-from .errors import ConfigError, InputError
+from .errors import ConfigError, InputError, OutputError
 from .labels import BACKGROUND, REGIONS, SUBREGIONS
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
@@ -68,18 +69,40 @@ def load_image(path: str | Path, *, subject: str | None = None, modality: str | 
         img = nib.load(path)
         data = np.asanyarray(img.dataobj)
     except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
-        raise InputError(f"corrupt or truncated gzip stream ({exc})", **where) from exc
+        raise InputError(f"corrupt or truncated gzip stream ({_one_line(exc)})", **where) from exc
     except nib.filebasedimages.ImageFileError as exc:
-        raise InputError(f"not a readable NIfTI image ({exc})", **where) from exc
+        raise InputError(f"not a readable NIfTI image ({_one_line(exc)})", **where) from exc
     except (OSError, ValueError) as exc:
-        raise InputError(f"cannot read image data ({exc})", **where) from exc
+        raise InputError(f"cannot read image data ({_one_line(exc)})", **where) from exc
     if not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
         raise InputError(f"unsupported image type {type(img).__name__}", **where)
     zero_axes = _raw_zero_spacing_axes(path, type(img.header))
     if zero_axes:
         # nibabel silently turns a zero pixdim into 1 mm; a wrong scale is worse than a refusal.
         raise InputError(f"voxel spacing is 0 in the header (pixdim) along axis {zero_axes}", **where)
+    disagreement = _qform_sform_disagreement(img.header)
+    if disagreement:
+        raise InputError(disagreement, **where)
     return nib.Nifti1Image(data, img.affine, img.header)
+
+
+def _qform_sform_disagreement(header) -> str | None:
+    """Both orientation matrices set but pointing the axes differently: nibabel reads the sform, other tools
+    (ITK, FSL in some versions) the qform, so the image would be flipped or rotated depending on the reader."""
+    qform, qform_code = header.get_qform(coded=True)
+    sform, sform_code = header.get_sform(coded=True)
+    if not (qform_code and sform_code):
+        return None
+    q, s = "".join(nib.aff2axcodes(qform)), "".join(nib.aff2axcodes(sform))
+    if q == s:
+        return None
+    return (f"the header's qform ({q}) and sform ({s}) disagree on the orientation, so tools would read the image "
+            f"with different axes; fix the header (e.g. copy the correct one onto the other) before running")
+
+
+def _one_line(exc: Exception) -> str:
+    # nibabel's messages can span lines; an error is one line in a job's log.
+    return " ".join(str(exc).split())
 
 
 def _raw_zero_spacing_axes(path: Path, header_class) -> list[int]:
@@ -143,21 +166,48 @@ def reorient(img: nib.Nifti1Image, codes: str = "RAS") -> nib.Nifti1Image:
 
 
 def _atomic_target(path: Path) -> Path:
-    # nibabel picks the format from the suffix, so the temporary name keeps the final suffixes.
-    suffix = "".join(path.suffixes[-2:]) if path.name.endswith(".nii.gz") else path.suffix
-    return path.with_name(f".{path.name[: -len(suffix)]}.tmp{os.getpid()}{suffix}")
+    # Writers pick the format from the suffix, so the temporary name keeps the final suffixes; the leading dot
+    # keeps a leftover of a killed process out of listings and out of the results manifest.
+    suffix = ".nii.gz" if path.name.endswith(".nii.gz") else path.suffix
+    stem = path.name[: -len(suffix)] if suffix else path.name
+    return path.with_name(f".{stem}.tmp{os.getpid()}{suffix}")
+
+
+@contextmanager
+def atomic_write(path: str | Path):
+    """Yield a temporary path beside `path` to write to, then rename it onto `path`.
+
+    A crash, a kill or a full disk never leaves a half-written file under the final name, and an earlier file of
+    that name stays as it was when the write fails (reported as an OutputError naming the file).
+    """
+    path = Path(path)
+    tmp = _atomic_target(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        yield tmp
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise OutputError(f"cannot write the file ({exc.strerror or exc}); an earlier file of this name, if any, "
+                          f"is unchanged", file=path) from exc
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def save_image(img: nib.Nifti1Image, path: str | Path) -> Path:
-    """Write atomically: a crash or a full disk never leaves a half-written file under the final name."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _atomic_target(path)
-    try:
+    with atomic_write(path) as tmp:
         nib.save(img, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    return path
+
+
+def save_table(table: "pd.DataFrame", path: str | Path) -> Path:
+    """A table as TSV, CSV or Parquet (by suffix), atomically; no index column, so reruns give identical bytes."""
+    path = Path(path)
+    with atomic_write(path) as tmp:
+        if path.suffix == ".parquet":
+            table.to_parquet(tmp, index=False)
+        else:
+            table.to_csv(tmp, sep="," if path.suffix == ".csv" else "\t", index=False)
     return path
 
 
@@ -242,13 +292,8 @@ def save_probabilities(probabilities: dict[str, np.ndarray], path: str | Path) -
     if not path.name.endswith(".npz"):
         raise InputError("probability files end in .npz", file=path)
     check_probabilities(probabilities, file=path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.npz")
-    try:
+    with atomic_write(path) as tmp:
         np.savez_compressed(tmp, **{key: np.asarray(value, dtype=np.float16) for key, value in probabilities.items()})
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 
@@ -267,13 +312,8 @@ def load_probabilities(path: str | Path, *, subject: str | None = None) -> dict[
 
 def save_json(obj: Any, path: str | Path) -> Path:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
+    with atomic_write(path) as tmp:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 

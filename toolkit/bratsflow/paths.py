@@ -5,6 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 COHORT = "cohort"
+# Per-subject (and cohort) folders of run-specific files: job logs and Snakemake's timing benchmarks.
+LOGS = "logs"
+BENCHMARKS = "benchmarks"
+MANIFEST = "manifest.tsv"
 
 
 def step_dir(results: str | Path, subject: str, step: str) -> Path:
@@ -20,11 +24,11 @@ def step_record(results: str | Path, subject: str, step: str) -> Path:
 
 
 def log_file(results: str | Path, subject: str, step: str) -> Path:
-    return Path(results) / subject / "logs" / f"{step}.log"
+    return Path(results) / subject / LOGS / f"{step}.log"
 
 
 def benchmark_file(results: str | Path, subject: str, step: str) -> Path:
-    return Path(results) / subject / "benchmarks" / f"{step}.tsv"
+    return Path(results) / subject / BENCHMARKS / f"{step}.tsv"
 
 
 def cohort_file(results: str | Path, name: str) -> Path:
@@ -34,6 +38,11 @@ def cohort_file(results: str | Path, name: str) -> Path:
 def segment_member(results: str | Path, subject: str, member: str) -> Path:
     """One ensemble member's label map."""
     return step_dir(results, subject, "segment") / f"{member}.nii.gz"
+
+
+def segment_record(results: str | Path, subject: str, member: str) -> Path:
+    """One ensemble member's provenance record."""
+    return step_dir(results, subject, "segment") / f"{member}.json"
 
 
 def segment_probabilities(results: str | Path, subject: str, member: str) -> Path:
@@ -68,3 +77,13 @@ def radiomics_features(results: str | Path, subject: str, suffix: str = ".parque
 def cohort_features(results: str | Path, wide: bool = False) -> Path:
     """The cohort's radiomics tables: long (Parquet, one row per feature) or wide (CSV, one row per subject)."""
     return cohort_file(results, "features_wide.csv" if wide else "features.parquet")
+
+
+def provenance_file(results: str | Path, subject: str) -> Path:
+    """Every step's record of one subject, gathered (bratsflow provenance)."""
+    return Path(results) / subject / "provenance.json"
+
+
+def manifest_file(results: str | Path) -> Path:
+    """Checksums of the results that must be reproducible (bratsflow manifest / verify)."""
+    return Path(results) / MANIFEST

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import platform
 import subprocess
 import time
@@ -11,6 +12,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from . import __version__
+from .errors import InputError
 
 # Distributions whose versions change results; those not installed are recorded as null.
 TRACKED = ("numpy", "scipy", "nibabel", "SimpleITK", "nilearn", "pydicom", "dcm2niix", "pandas", "antspyx",
@@ -24,24 +26,34 @@ def _installed(name: str) -> str | None:
         return None
 
 
+def _git(*args: str) -> str | None:
+    source = Path(__file__).resolve().parent
+    try:
+        result = subprocess.run(["git", "-C", str(source), *args], capture_output=True, text=True, timeout=10,
+                                check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return result.stdout.strip() if result.returncode == 0 else None
+
+
 @lru_cache(maxsize=1)
 def git_commit() -> str | None:
     """The commit of the bratsflow source tree when it runs from a git checkout (editable installs)."""
-    source = Path(__file__).resolve().parent
-    try:
-        result = subprocess.run(["git", "-C", str(source), "rev-parse", "HEAD"], capture_output=True, text=True,
-                                timeout=10, check=False)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    if result.returncode != 0:
-        return None
-    return result.stdout.strip() or None
+    return _git("rev-parse", "HEAD") or None
+
+
+@lru_cache(maxsize=1)
+def git_dirty() -> bool | None:
+    """Whether tracked files differ from that commit (then the commit alone does not say what ran)."""
+    status = _git("status", "--porcelain", "--untracked-files=no")
+    return None if status is None else bool(status)
 
 
 def environment() -> dict:
     return {
         "bratsflow": __version__,
         "bratsflow_git_commit": git_commit(),
+        "bratsflow_git_dirty": git_dirty(),
         "python": platform.python_version(),
         "platform": platform.platform(),
         "packages": {name: _installed(name) for name in TRACKED},
@@ -61,3 +73,62 @@ class Timer:
             yield
         finally:
             self.seconds[name] = round(self.seconds.get(name, 0.0) + time.perf_counter() - start, 3)
+
+
+def gather(subject: str, records: list[str | Path], *, containers: dict[str, str] | None = None,
+           containers_used: bool = False) -> dict:
+    """One subject's provenance from its steps' records (`<step>/<step>.json`, `segment/<member>.json`, …).
+
+    The records are kept whole under `steps` (keyed by their path below the subject's folder); the summary above
+    them collects what a reader looks for first: the input checksums, software versions (one value when every
+    step agrees, else the value each step ran with), models and atlases with their checksums, container images,
+    and each step's time."""
+    steps = {}
+    for path in records:
+        path = Path(path)
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise InputError(f"not a readable step record ({exc})", subject=subject, file=path) from None
+        if record.get("subject") not in (None, subject):
+            raise InputError(f"the record belongs to subject {record['subject']}", subject=subject, file=path)
+        steps[f"{path.parent.name}/{path.stem}"] = record
+
+    ingest = next((r for r in steps.values() if r.get("step") == "ingest"), {})
+    inputs = {m: {k: image["source"].get(k) for k in ("path", "format", "sha256")}
+              for m, image in ingest.get("images", {}).items()}
+    models, atlases = {}, {}
+    for key, record in steps.items():
+        method = record.get("method") if isinstance(record.get("method"), dict) else {}
+        if {"model", "image"} & set(method):  # segmentation members, HD-BET
+            models[key] = {k: v for k, v in method.items() if k in MODEL_KEYS}
+        if "atlas_sha256" in method:  # skull stripping's atlas backend
+            atlases[method["atlas"]] = {"source": method.get("atlas_source"), "sha256": method["atlas_sha256"]}
+        if isinstance(record.get("atlas"), dict):  # co-registration
+            atlases[record["atlas"]["name"]] = {k: record["atlas"].get(k) for k in ("source", "sha256")}
+    return {
+        "subject": subject,
+        "inputs": inputs,
+        "software": _agreed({key: record.get("environment", {}) for key, record in steps.items()}),
+        "models": models,
+        "atlases": atlases,
+        "containers": {"images": dict(containers or {}), "used": containers_used},
+        "timings_s": {key: round(sum(record.get("timings_s", {}).values()), 3) for key, record in steps.items()},
+        "steps": steps,
+    }
+
+
+# What identifies a model or image in a step's `method` details (the rest are run settings).
+MODEL_KEYS = ("model", "checkpoints", "checkpoint_sha256", "image", "image_id", "runtime", "device")
+
+
+def _agreed(environments: dict[str, dict]) -> dict:
+    """Each step's environment flattened; a value every step shares stays a value, others map value -> steps."""
+    by_name: dict[str, dict[str | None, list[str]]] = {}
+    for step, env in environments.items():
+        flat = {**{k: v for k, v in env.items() if k != "packages"}, **env.get("packages", {})}
+        for name, value in flat.items():
+            by_name.setdefault(name, {}).setdefault(value, []).append(step)
+    return {name: next(iter(values)) if len(values) == 1
+            else {value if isinstance(value, str) else json.dumps(value): steps for value, steps in values.items()}
+            for name, values in by_name.items()}

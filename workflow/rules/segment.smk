@@ -9,7 +9,7 @@ SEGMENT_MEMBERS = config["segment"]["members"]
 def member_outputs(member):
     outputs = {
         "labels": str(paths.segment_member(RESULTS, "{subject}", member["name"])),
-        "record": str(paths.step_dir(RESULTS, "{subject}", "segment") / f"{member['name']}.json"),
+        "record": str(paths.segment_record(RESULTS, "{subject}", member["name"])),
     }
     # Container members write only a label map; nnU-Net members also their probabilities (for `mean` fusion).
     if member["kind"] == "nnunetv2" and member["probabilities"]:
