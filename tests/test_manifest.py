@@ -1,6 +1,7 @@
 """The results manifest (`bratsflow manifest` / `verify`) and the per-subject provenance."""
 
 import json
+import time
 
 import nibabel as nib
 import numpy as np
@@ -55,6 +56,22 @@ def test_manifest_lists_results_and_leaves_out_run_specific_files(results, capsy
     before = (results / "manifest.tsv").read_bytes()
     manifest.write(results)
     assert (results / "manifest.tsv").read_bytes() == before
+
+
+def test_results_written_later_are_byte_for_byte_the_same(results):
+    """No writer stamps the time into a file (gzip and zip headers keep seconds, in steps of two for zip)."""
+    files = ["cohort/table.parquet", "cohort/ingest.tsv", "s1/segment/m_probabilities.npz", "s1/coregister/t1.nii.gz"]
+    first = {name: (results / name).read_bytes() for name in files}
+    table = pd.read_parquet(results / "cohort/table.parquet")
+    image = nib.load(results / "s1/coregister/t1.nii.gz")
+    half = np.full((6, 7, 8), 0.5, np.float32)
+    time.sleep(2.1)
+    save_table(table, results / "cohort/table.parquet")
+    save_table(table, results / "cohort/ingest.tsv")
+    save_probabilities({"WT": half, "TC": half, "ET": half}, results / "s1/segment/m_probabilities.npz")
+    save_image(nib.Nifti1Image(np.asarray(image.dataobj), image.affine, image.header),
+               results / "s1/coregister/t1.nii.gz")
+    assert {name: (results / name).read_bytes() for name in files} == first
 
 
 def test_verify_reports_missing_changed_and_unlisted_files(results, capsys):
