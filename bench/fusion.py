@@ -37,36 +37,36 @@ SHAPE = (240, 240, 155)
 CONVENTION = "brats2021"
 METHODS = ("majority", "weighted", "simple", "staple")
 
-# Runs inside the toolkit's interpreter: times its three fusions on the saved members (in memory and as
-# files), prints one JSON line. The toolkit prints a great deal; that goes to /dev/null.
+# Runs inside the toolkit's interpreter: times its fusions on the saved members (in memory and as files;
+# majority voting also with bratsflow's weights), prints one JSON line. The toolkit prints a great deal; that
+# goes to /dev/null.
 BTK_SCRIPT = r"""
 import contextlib, json, os, statistics, sys, time
 import numpy as np
 from brats_toolkit.fusionator import Fusionator
-folder, repeats = sys.argv[1], int(sys.argv[2])
+folder, repeats, member_weights = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3])
 files = sorted(os.path.join(folder, f) for f in os.listdir(folder) if f.startswith("member") and f.endswith(".nii.gz"))
 arrays = [np.load(f.replace(".nii.gz", ".npy")) for f in files]
 weights = [1] * len(arrays)
 times = {}
 with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
     fusionator = Fusionator(verbose=False)
+    output = os.path.join(folder, "btk.nii.gz")
     runs = {
         "mav": lambda: fusionator._mav(arrays, labels=[1, 2, 4], weights=weights),
+        "weighted mav": lambda: fusionator._mav(arrays, labels=[1, 2, 4], weights=member_weights),
         "simple": lambda: fusionator._simple(arrays, weights, labels=[1, 2, 4]),
         "brats-simple": lambda: fusionator._brats_simple(arrays, weights),
+        "files mav": lambda: fusionator.fuse(files, output, method="mav"),
+        "files weighted mav": lambda: fusionator.fuse(files, output, method="mav", weights=member_weights),
+        "files simple": lambda: fusionator.fuse(files, output, method="simple"),
+        "files brats-simple": lambda: fusionator.fuse(files, output, method="brats-simple"),
     }
     for name, run in runs.items():
         values = []
         for _ in range(repeats):
             start = time.perf_counter(); run(); values.append(time.perf_counter() - start)
         times[name] = statistics.median(values)
-    for method in ("mav", "simple", "brats-simple"):
-        values = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            fusionator.fuse(files, os.path.join(folder, "btk_" + method + ".nii.gz"), method=method)
-            values.append(time.perf_counter() - start)
-        times["files " + method] = statistics.median(values)
 print(json.dumps(times))
 """
 
@@ -143,7 +143,7 @@ def main() -> None:
     with threadpool_limits(args.threads):
         for mode in ("labels", "regions"):
             for method in (*METHODS, "mean"):
-                kwargs = dict(method=method, mode=mode, convention=CONVENTION,
+                kwargs = dict(method=method, mode=mode, convention=CONVENTION, threads=args.threads,
                               weights=weights if method in ("weighted", "simple", "mean") else None,
                               probabilities=probabilities if method == "mean" else None)
                 repeats = args.staple_repeats if method == "staple" else args.repeats
@@ -162,15 +162,18 @@ def main() -> None:
             save_image(label_image(member, affine), path)
             np.save(path.with_suffix("").with_suffix(".npy"), member)
             files.append(path)
-        for method, mode in (("majority", "labels"), ("majority", "regions"), ("simple", "regions")):
+        for method, mode in (("majority", "labels"), ("majority", "regions"), ("weighted", "labels"),
+                             ("weighted", "regions"), ("simple", "regions")):
             ours[f"files {method} {mode}"] = timed(
                 lambda: fuse_files(files, Path(tmp) / "ours.nii.gz", method=method, mode=mode,
-                                   convention=CONVENTION), args.repeats)
+                                   weights=weights if method == "weighted" else None, convention=CONVENTION,
+                                   threads=args.threads),
+                args.repeats)
         btk = {}
         if args.btk_python:
             env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "OPENBLAS_NUM_THREADS": str(args.threads)}
-            result = subprocess.run([args.btk_python, "-c", BTK_SCRIPT, tmp, str(args.btk_repeats)],
-                                    capture_output=True, text=True, env=env)
+            command = [args.btk_python, "-c", BTK_SCRIPT, tmp, str(args.btk_repeats), json.dumps(weights)]
+            result = subprocess.run(command, capture_output=True, text=True, env=env)
             if result.returncode != 0:
                 print("BraTS Toolkit run failed:\n" + result.stderr[-2000:], file=sys.stderr)
             else:
@@ -184,9 +187,10 @@ def main() -> None:
         print(f"  BraTS Toolkit {name:<20} {value:8.3f} s")
     if btk:
         print("\nratios (BraTS Toolkit / bratsflow, same inputs)")
-        pairs = [("mav", "majority labels"), ("mav", "majority regions"), ("mav", "weighted regions"),
-                 ("simple", "simple labels"), ("brats-simple", "simple regions"),
+        pairs = [("mav", "majority labels"), ("mav", "majority regions"), ("weighted mav", "weighted labels"),
+                 ("weighted mav", "weighted regions"), ("simple", "simple labels"), ("brats-simple", "simple regions"),
                  ("files mav", "files majority labels"), ("files mav", "files majority regions"),
+                 ("files weighted mav", "files weighted labels"), ("files weighted mav", "files weighted regions"),
                  ("files brats-simple", "files simple regions")]
         for theirs, mine in pairs:
             print(f"  {theirs:>18} / {mine:<24} {btk[theirs] / ours[mine]:8.1f}×")

@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
+from bratsflow import fusion
 from bratsflow.cli import main
 from bratsflow.errors import ConfigError, InputError
 from bratsflow.fusion import SimpleParams, fuse, fuse_files
@@ -138,6 +139,50 @@ def test_exact_ties_never_promote_a_voxel():
     three = [np.array([[[2]]], dtype=np.uint8), np.array([[[2]]], dtype=np.uint8), np.array([[[0]]], dtype=np.uint8)]
     assert fuse(three, method="weighted", weights=[0.1, 0.2, 0.3]).item() == 0
     assert fuse(three, method="weighted", weights=[0.1, 0.2, 0.29]).item() == 2
+
+
+@pytest.mark.parametrize("mode", ["regions", "labels"])
+def test_the_vote_table_gives_the_direct_vote(mode):
+    # Many voxels and few members: the vote is looked up per combination of member depths; it must equal the
+    # vote computed voxel by voxel, ties and near-ties of weighted sums included.
+    rng = np.random.default_rng(3)
+    for k, weights in [(1, [1.0]), (3, [0.1, 0.2, 0.3]), (4, [1.0, 1.0, 1.0, 1.0]), (5, [0.3, 0.1, 0.2, 0.1, 0.5]),
+                       (6, [1.0, 1.2, 0.8, 1.1, 0.9, 0.5]), (7, [2.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0])]:
+        depths = rng.integers(0, 4, (k, 4 ** k + 1000)).astype(np.uint8)
+        w = np.asarray(weights)
+        np.testing.assert_array_equal(fusion._table_vote(depths, w, mode), fusion._vote(depths, w, mode))
+
+
+def test_memory_layout_dtype_odd_sizes_and_threads_do_not_change_the_result(monkeypatch):
+    rng = np.random.default_rng(4)
+    for shape in [(40, 30, 20), (7, 5, 3), (1, 1, 1)]:
+        # Noisy nested spheres (members of random labels would keep STAPLE iterating for minutes).
+        distance = np.linalg.norm(np.indices(shape) - (np.array(shape)[:, None, None, None] - 1) / 2, axis=0)
+        members = [np.select([radius < 3, radius < 5, radius < 8], [3, 1, 2], 0).astype(np.uint8)
+                   for radius in (distance + rng.normal(0, 1.0, shape) for _ in range(5))]
+        weights = [1.0, 0.5, 2.0, 1.5, 0.7]
+        variants = [[np.asfortranarray(m) for m in members],
+                    [np.asfortranarray(members[0]), *members[1:]],
+                    [m.astype(np.int16) for m in members],
+                    [members[0].astype(np.float32), *members[1:]],
+                    [np.swapaxes(np.swapaxes(m, 0, 1).copy(), 0, 1) for m in members]]  # neither C nor F
+        for method in ("majority", "weighted", "simple", "staple"):
+            for mode in ("regions", "labels"):
+                w = weights if method in ("weighted", "simple") else None
+                expected, details = fuse(members, method=method, mode=mode, weights=w, return_details=True)
+                for variant in variants:
+                    fused, other = fuse(variant, method=method, mode=mode, weights=w, return_details=True)
+                    np.testing.assert_array_equal(fused, expected)
+                    assert other == details
+                with monkeypatch.context() as patch:  # many small blocks, scanned by three threads
+                    patch.setattr(fusion, "BLOCK_WORDS", 5)
+                    fused, other = fuse(members, method=method, mode=mode, weights=w, return_details=True, threads=3)
+                np.testing.assert_array_equal(fused, expected)
+                assert other == details
+        union = np.any(members, axis=0)
+        _, details = fuse(members, return_details=True)
+        assert details["tumour_voxels_union"] == union.sum()
+        assert details["unanimous_voxels"] == (np.all([m == members[0] for m in members], axis=0) & union).sum()
 
 
 # ---------------------------------------------------------------------------------------------- SIMPLE

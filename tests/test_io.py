@@ -35,6 +35,15 @@ def test_truncated_gzip_is_reported(tmp_path):
     assert "subject s1" in str(info.value) and str(bad) in str(info.value)
 
 
+def test_gzip_of_concatenated_members_is_read_whole(tmp_path):
+    img = _image(shape=(30, 20, 10))
+    path = save_image(img, tmp_path / "a.nii.gz")
+    raw = gzip.decompress(path.read_bytes())
+    joined = tmp_path / "joined.nii.gz"
+    joined.write_bytes(b"".join(gzip.compress(raw[i:i + 2000]) for i in range(0, len(raw), 2000)))
+    np.testing.assert_array_equal(np.asanyarray(load_image(joined).dataobj), np.asanyarray(img.dataobj))
+
+
 def test_garbage_file_is_reported(tmp_path):
     bad = tmp_path / "bad.nii.gz"
     bad.write_bytes(gzip.compress(b"not an image at all" * 10))

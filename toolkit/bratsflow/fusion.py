@@ -24,7 +24,8 @@ Methods
   at a time, as long as enough remain.
 - ``staple``: STAPLE through SimpleITK over the whole image grid: ``STAPLEImageFilter`` per region (fused where
   the posterior is > 0.5), ``MultiLabelSTAPLEImageFilter`` in label mode. STAPLE takes no member weights. Like
-  every ITK result, it is reproducible for a given thread count (``bratsflow --threads``).
+  every ITK result, it is reproducible for a given thread count (``bratsflow --threads``). In region mode a
+  voxel that no member calls tumour stays background.
 - ``mean``: the (weighted) mean of the members' probability maps, then per-region threshold > 0.5 painted in
   hierarchy order (region mode) or argmax (label mode), like nnU-Net's own ensembling.
 
@@ -64,6 +65,7 @@ the first image's geometry (or is a plain array when every member is an array) a
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -85,6 +87,8 @@ WEIGHTED_METHODS: tuple[str, ...] = ("weighted", "simple", "mean")
 AFFINE_TOLERANCE_MM = 1e-3
 TIE_TOLERANCE = 1e-9
 N_CLASSES = len(NESTING) + 1  # background + sub-regions, indexed by depth
+# Words (8 voxels) per block of the tumour scan: 512 KiB of each member, so a block's OR stays in cache.
+BLOCK_WORDS = 1 << 16
 # Regions by depth (WT 1, TC 2, ET 3), the order in which region mode paints them.
 REGIONS_BY_DEPTH: tuple[str, ...] = tuple(sorted(REGIONS, key=REGION_DEPTH.get))
 
@@ -109,22 +113,38 @@ class SimpleParams:
 
 @dataclass
 class _Ensemble:
-    """The members restricted to the voxels that some member calls tumour (everywhere else all agree on
-    background): `members[k]` holds member k's depths at the `inside` voxels of the bounding `box`."""
+    """The members at the voxels that some member calls tumour (everywhere else all agree on background), taken
+    in whole words of 8 voxels of the volume's memory: `members[k]` holds member k's depths at the 8 voxels of
+    each of the `words`, so some of its columns are background in every member."""
 
-    members: np.ndarray                # (K, M) uint8 depths
-    box: tuple[slice, ...] | None      # None: no member has any tumour
-    inside: np.ndarray | None          # bool mask within the box
+    members: np.ndarray                # (K, 8 * len(words)) uint8 depths
+    words: np.ndarray                  # indices of the words (8 voxels in memory order) where some member has tumour
+    order: str                         # memory order of the volume, "C" or "F"
     names: list[str]
     shape: tuple[int, ...]
     reference: nib.Nifti1Image | None  # geometry of the output
+    tumour: np.ndarray                 # (8 * len(words),) bool: some member calls the voxel tumour
+    unanimous_voxels: int              # tumour voxels on which all members agree
 
     def full(self, values: np.ndarray) -> np.ndarray:
-        """Crop values (M,) placed on the full grid, background elsewhere."""
-        out = np.zeros(self.shape, dtype=np.uint8)
-        if self.box is not None:
-            out[self.box][self.inside] = values  # out[box] is a view
-        return out
+        """Values at the words' voxels (as a row of `members`) placed on the full grid, background elsewhere."""
+        size = int(np.prod(self.shape))
+        out = np.zeros(-(-size // 8), dtype=np.uint64)
+        out[self.words] = np.ascontiguousarray(values, dtype=np.uint8).view(np.uint64)
+        return out.view(np.uint8)[:size].reshape(self.shape, order=self.order)
+
+    def crop(self, volume: np.ndarray) -> np.ndarray:
+        """A full-grid volume's values at the words' voxels (uint8 or bool, the inverse of `full`)."""
+        return _words(volume.view(np.uint8), self.order)[self.words].view(volume.dtype)
+
+
+def _words(volume: np.ndarray, order: str) -> np.ndarray:
+    """A one-byte volume as words of 8 voxels (uint64) in the given memory order, padded with background to a
+    whole word: a view when the volume is contiguous in that order and fills whole words, else a copy."""
+    flat = volume.reshape(-1, order=order)
+    if flat.size % 8:
+        flat = np.concatenate([flat, np.zeros(8 - flat.size % 8, dtype=flat.dtype)])
+    return flat.view(np.uint64)
 
 
 # ---------------------------------------------------------------------------------------------- inputs
@@ -146,8 +166,15 @@ def _member_error(name: str, reason: str, subject: str | None, file: Any = None)
     return InputError(f"member {name}: {reason}", subject=subject, file=file)
 
 
+def _member_depths(name: str, labels: np.ndarray, convention: str, subject: str | None, file: Any) -> np.ndarray:
+    try:
+        return to_depth(labels, convention)
+    except InputError as exc:
+        raise _member_error(name, exc.reason, subject, file) from None
+
+
 def _prepare(segmentations: Sequence, names: Sequence[str] | None, convention: str,
-             subject: str | None) -> _Ensemble:
+             subject: str | None, threads: int = 1) -> _Ensemble:
     get_convention(convention)
     if len(segmentations) == 0:
         raise InputError("nothing to fuse: no segmentations given", subject=subject)
@@ -186,28 +213,46 @@ def _prepare(segmentations: Sequence, names: Sequence[str] | None, convention: s
         files.append(file)
     if reference is not None and len(shape) != 3:
         raise InputError(f"expected 3-D label maps, got shape {shape}", subject=subject)
-    # One pass per member finds the voxels anyone calls tumour; labels are checked and mapped only there
-    # (elsewhere every value is 0, which every convention allows).
-    if all(data.dtype == np.uint8 for data in arrays):  # the usual case: one OR per member
-        anywhere = arrays[0].copy(order="K")  # keep the memory layout (NIfTI data is often Fortran-ordered)
-        for data in arrays[1:]:
-            np.bitwise_or(anywhere, data, out=anywhere)
-    else:
-        anywhere = arrays[0] != 0
-        for data in arrays[1:]:
-            anywhere |= data != 0
-    box = _bounding_box(anywhere)
-    inside = anywhere[box] != 0 if box is not None else None
-    members = np.zeros((len(arrays), 0), dtype=np.uint8) if box is None else np.empty(
-        (len(arrays), int(inside.sum())), dtype=np.uint8)
     for k, (name, data, file) in enumerate(zip(names, arrays, files)):
-        if box is None:
-            break
-        try:
-            members[k] = to_depth(data[box][inside], convention)
-        except InputError as exc:
-            raise _member_error(name, exc.reason, subject, file) from None
-    return _Ensemble(members, box, inside, names, shape, reference)
+        if data.dtype != np.uint8:  # rare (label maps are written as uint8): check the whole map
+            arrays[k] = from_depth(_member_depths(name, data, convention, subject, file), convention)
+    # Labels are checked and mapped only in the words where some member has tumour (elsewhere every value is 0,
+    # which every convention allows). NIfTI data is usually Fortran-ordered: work in the first member's order.
+    first = arrays[0]
+    order = "F" if first.flags.f_contiguous and not first.flags.c_contiguous else "C"
+    hit, gathered = _tumour_words([_words(data, order) for data in arrays], threads)
+    # A voxel is unanimous where the AND of the members' labels equals their OR.
+    anyone = np.bitwise_or.reduce(gathered, axis=0)
+    agree = (np.bitwise_and.reduce(gathered, axis=0) ^ anyone).view(np.uint8) == 0
+    anyone = anyone.view(np.uint8) != 0
+    members = np.empty((len(arrays), 8 * hit.size), dtype=np.uint8)
+    for name, row, labels, file in zip(names, members, gathered, files):
+        row[:] = _member_depths(name, labels.view(np.uint8), convention, subject, file)
+    return _Ensemble(members, hit, order, names, shape, reference, tumour=anyone,
+                     unanimous_voxels=int(np.count_nonzero(agree & anyone)))
+
+
+def _tumour_words(member_words: list[np.ndarray], threads: int) -> tuple[np.ndarray, np.ndarray]:
+    """The indices of the words where some member is non-zero, and every member's words there (K, W). One
+    pass over the members, block by block (a block's OR stays in cache), the blocks shared by `threads`."""
+
+    def scan(start: int) -> tuple[np.ndarray, np.ndarray]:
+        block = [words[start:start + BLOCK_WORDS] for words in member_words]
+        union = block[0].copy()
+        for words in block[1:]:
+            np.bitwise_or(union, words, out=union)
+        hit = np.flatnonzero(union != 0)
+        return hit + start, np.stack([words.take(hit) for words in block])
+
+    starts = range(0, member_words[0].size, BLOCK_WORDS)
+    if threads > 1 and len(starts) > 1:
+        with ThreadPoolExecutor(threads) as pool:  # numpy releases the GIL in these loops
+            parts = list(pool.map(scan, starts))
+    else:
+        parts = [scan(start) for start in starts]
+    hits = [np.empty(0, dtype=np.intp), *(hit for hit, _ in parts)]
+    words = [np.empty((len(member_words), 0), dtype=np.uint64), *(words for _, words in parts)]
+    return np.concatenate(hits), np.concatenate(words, axis=1)
 
 
 def _weights(weights, method: str, n: int, subject: str | None) -> np.ndarray:
@@ -222,19 +267,6 @@ def _weights(weights, method: str, n: int, subject: str | None) -> np.ndarray:
         raise ConfigError(f"method {method} takes no member weights (got {w.tolist()}); use one of "
                           f"{list(WEIGHTED_METHODS)}", subject=subject)
     return w
-
-
-def _bounding_box(mask: np.ndarray) -> tuple[slice, ...] | None:
-    """Bounding box of the non-zero voxels: one pass over the volume, the rest on its projection and the box."""
-    if mask.ndim < 2:
-        hit = np.flatnonzero(mask)
-        return None if hit.size == 0 else (slice(int(hit[0]), int(hit[-1]) + 1),)
-    projection = np.any(mask, axis=-1)
-    box = _bounding_box(projection)
-    if box is None:
-        return None
-    last = np.flatnonzero(np.any(mask[box], axis=tuple(range(mask.ndim - 1))))
-    return (*box, slice(int(last[0]), int(last[-1]) + 1))
 
 
 # ---------------------------------------------------------------------------------------------- voting
@@ -274,6 +306,30 @@ def _plurality(votes: np.ndarray, total: float) -> np.ndarray:
 
 def _label_vote(depths: np.ndarray, weights: np.ndarray) -> np.ndarray:
     return _plurality(_class_votes(depths, weights), float(weights.sum()))
+
+
+def _vote(depths: np.ndarray, weights: np.ndarray, mode: str) -> np.ndarray:
+    """The (weighted) vote of member depths (K, M) in either mode, voxel by voxel."""
+    if mode == "labels":
+        return _label_vote(depths, weights)
+    return _paint({REGION_DEPTH[r]: _region_vote(depths >= REGION_DEPTH[r], weights) for r in REGIONS_BY_DEPTH},
+                  depths.shape[1:])
+
+
+def _table_vote(depths: np.ndarray, weights: np.ndarray, mode: str) -> np.ndarray:
+    """`_vote`, looked up in a table of its result for every combination of the K member depths when there are
+    fewer combinations than voxels. A voxel's vote depends on its own member depths only, so the lookup gives
+    the same result bit for bit (the same arithmetic in the same order), for the cost of one code per voxel."""
+    n_members, n_voxels = depths.shape
+    n_codes = N_CLASSES ** n_members
+    if n_codes > n_voxels:
+        return _vote(depths, weights, mode)
+    table = _vote(np.indices((N_CLASSES,) * n_members, dtype=np.uint8).reshape(n_members, n_codes), weights, mode)
+    code = np.zeros(n_voxels, dtype=np.min_scalar_type(n_codes - 1))
+    for depth in depths:  # the combination's index in the C-ordered table: member 1 the slowest digit
+        code *= N_CLASSES
+        code += depth
+    return table.take(code)
 
 
 def _paint(region_estimates: dict[int, np.ndarray], shape) -> np.ndarray:
@@ -381,12 +437,8 @@ def _staple_labels(ensemble: _Ensemble) -> tuple[np.ndarray, dict]:
     staple.SetLabelForUndecidedPixels(undecided)
     fused = sitk.GetArrayFromImage(staple.Execute([_sitk_image(ensemble.full(m)) for m in ensemble.members]))
     unsure = fused == undecided
-    if unsure.any():
-        fused[unsure] = 0
-        crop_unsure = unsure[ensemble.box][ensemble.inside]
-        estimate = fused[ensemble.box][ensemble.inside]
-        estimate[crop_unsure] = _label_vote(ensemble.members[:, crop_unsure], np.ones(len(ensemble.names)))
-        fused[ensemble.box][ensemble.inside] = estimate
+    if unsure.any():  # (all members are background outside the words, and so is their vote)
+        fused[unsure] = ensemble.full(_label_vote(ensemble.members, np.ones(len(ensemble.names))))[unsure]
     return fused, {"undecided_voxels": int(unsure.sum())}
 
 
@@ -471,12 +523,13 @@ def _mean(ensemble: _Ensemble, probabilities: Sequence, weights: np.ndarray, mod
 def fuse(segmentations: Sequence, method: str = "majority", weights: Sequence[float] | None = None,
          mode: str = "regions", convention: str = "brats2023", probabilities: Sequence | None = None, *,
          names: Sequence[str] | None = None, simple: SimpleParams | None = None, subject: str | None = None,
-         return_details: bool = False):
+         return_details: bool = False, threads: int = 1):
     """Fuse member label maps into one (see the module docstring for methods, modes and the tie rules).
 
     segmentations: label maps as numpy integer arrays, NIfTI images or paths. weights: one positive number per
     member (methods weighted, simple, mean). probabilities: per member a probability dict or `.npz` path
     (method mean). names: member names for messages and the record (default: file names, else #1, #2, …).
+    threads: threads that scan the members (the result does not depend on them; STAPLE follows ITK's setting).
     Returns a uint8 NIfTI image on the first image's grid (a uint8 array if every member is an array); with
     `return_details`, a (result, details) pair where details records what the method decided.
     """
@@ -485,14 +538,14 @@ def fuse(segmentations: Sequence, method: str = "majority", weights: Sequence[fl
     if mode not in MODES:
         raise ConfigError(f"unknown fusion mode {mode!r}; expected one of {list(MODES)}", subject=subject)
     simple = simple or SimpleParams()
-    ensemble = _prepare(segmentations, names, convention, subject)
+    ensemble = _prepare(segmentations, names, convention, subject, threads)
     w = _weights(weights, method, len(ensemble.names), subject)
     details: dict[str, Any] = {"method": method, "mode": mode, "convention": convention,
                                "members": list(ensemble.names), "weights": w.tolist()}
 
     if method == "mean":
         labels = from_depth(_mean(ensemble, probabilities, w, mode, subject), convention)
-    elif ensemble.box is None:  # every member is all background
+    elif ensemble.words.size == 0:  # every member is all background
         labels = np.zeros(ensemble.shape, dtype=np.uint8)
     elif method == "staple" and mode == "labels":
         fused, details["staple"] = _staple_labels(ensemble)
@@ -506,16 +559,15 @@ def fuse(segmentations: Sequence, method: str = "majority", weights: Sequence[fl
 
 def _fuse_votes(ensemble: _Ensemble, method: str, weights: np.ndarray, mode: str, simple: SimpleParams,
                 details: dict) -> np.ndarray:
-    """Voting methods (and region-mode STAPLE): the fused depths of the crop's voxels."""
+    """Voting methods (and region-mode STAPLE): the fused depths of the words' voxels."""
     members = ensemble.members
-    details["tumour_voxels_union"] = int(members.shape[1])
-    details["unanimous_voxels"] = int(np.all(members == members[0], axis=0).sum())
+    details["tumour_voxels_union"] = int(np.count_nonzero(ensemble.tumour))
+    details["unanimous_voxels"] = ensemble.unanimous_voxels
+    if method in ("majority", "weighted"):
+        return _table_vote(members, weights, mode)
     if mode == "labels":
-        if method == "simple":
-            estimate, details["simple"] = _simple(members, weights, simple, ensemble.names,
-                                                  vote=_label_vote, score=_pooled_label_dice)
-        else:
-            estimate = _label_vote(members, weights)
+        estimate, details["simple"] = _simple(members, weights, simple, ensemble.names,
+                                              vote=_label_vote, score=_pooled_label_dice)
         return estimate
     regions, records = {}, {}
     for region in REGIONS_BY_DEPTH:
@@ -527,13 +579,10 @@ def _fuse_votes(ensemble: _Ensemble, method: str, weights: np.ndarray, mode: str
         elif method == "simple":
             regions[depth], records[region] = _simple(masks, weights, simple, ensemble.names,
                                                       vote=_region_vote, score=_dice_scores)
-        elif method == "staple":
-            full, records[region] = _staple_region(ensemble, depth)
-            regions[depth] = full[ensemble.box][ensemble.inside]
         else:
-            regions[depth] = _region_vote(masks, weights)
-    if method in ("simple", "staple"):
-        details[method] = records
+            full, records[region] = _staple_region(ensemble, depth)
+            regions[depth] = ensemble.crop(full) & ensemble.tumour  # where no member has tumour, neither has STAPLE
+    details[method] = records
     return _paint(regions, members.shape[1:])
 
 
@@ -543,19 +592,20 @@ def fuse_files(segmentations: Sequence[str | Path], out: str | Path, *, record: 
                names: Sequence[str] | None = None, probabilities: Sequence[str | Path] | None = None,
                method: str = "majority", weights: Sequence[float] | None = None, mode: str = "regions",
                convention: str = "brats2023", simple: SimpleParams | None = None,
-               subject: str | None = None) -> Path:
-    """Fuse label map files into `out` (uint8 NIfTI) and write a provenance record (JSON) when asked."""
+               subject: str | None = None, threads: int = 1) -> Path:
+    """Fuse label map files into `out` (uint8 NIfTI) and write a provenance record (JSON) when asked; `threads`
+    read the files and scan them."""
     from .provenance import Timer, environment
 
     timer = Timer()
     paths = [Path(p) for p in segmentations]
     names = list(names) if names is not None else [_default_name(p, i) for i, p in enumerate(paths)]
-    with timer.phase("load"):
-        images = [load_image(p, subject=subject) for p in paths]
+    with timer.phase("load"), ThreadPoolExecutor(threads) as pool:  # zlib releases the GIL while it inflates
+        images = list(pool.map(lambda path: load_image(path, subject=subject), paths))
     with timer.phase("fuse"):
         fused, details = fuse(images, method=method, weights=weights, mode=mode, convention=convention,
                               probabilities=probabilities if method == "mean" else None, names=names,
-                              simple=simple, subject=subject, return_details=True)
+                              simple=simple, subject=subject, return_details=True, threads=threads)
     with timer.phase("save"):
         save_image(fused, out)
     if record is not None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import json
 import os
 import urllib.error
@@ -67,6 +68,8 @@ def load_image(path: str | Path, *, subject: str | None = None, modality: str | 
         raise InputError("not a NIfTI file name (expected .nii or .nii.gz)", **where)
     try:
         img = nib.load(path)
+        if path.name.endswith(".gz"):
+            img = _inflated(img, path)
         data = np.asanyarray(img.dataobj)
     except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
         raise InputError(f"corrupt or truncated gzip stream ({_one_line(exc)})", **where) from exc
@@ -103,6 +106,25 @@ def _qform_sform_disagreement(header) -> str | None:
 def _one_line(exc: Exception) -> str:
     # nibabel's messages can span lines; an error is one line in a job's log.
     return " ".join(str(exc).split())
+
+
+# Deflate expands data at most ~1032-fold: a bound on the size a gzip trailer may claim.
+_DEFLATE_MAX_RATIO = 1032
+
+
+def _inflated(img: nib.Nifti1Image, path: Path) -> nib.Nifti1Image:
+    """The image of a .nii.gz file with its data decompressed in one zlib call: given the size from the gzip
+    trailer as its buffer, zlib inflates a label map 3-4x faster than nibabel's chunked reads. zlib stops after
+    the first gzip member; a file of concatenated members whose first one does not hold the whole image is
+    decompressed by gzip, which joins them."""
+    compressed = path.read_bytes()
+    size = min(int.from_bytes(compressed[-4:], "little"), _DEFLATE_MAX_RATIO * len(compressed))
+    raw = zlib.decompress(compressed, wbits=31, bufsize=max(size, 1))
+    proxy = img.dataobj
+    if len(raw) < proxy.offset + proxy.dtype.itemsize * int(np.prod(proxy.shape)):
+        raw = gzip.decompress(compressed)
+    holder = nib.FileHolder(fileobj=io.BytesIO(raw))
+    return type(img).from_file_map({"header": holder, "image": holder})
 
 
 def _raw_zero_spacing_axes(path: Path, header_class) -> list[int]:
