@@ -60,7 +60,6 @@ def loopback_server(tmp_path):
 
 @pytest.fixture(scope="session")
 def tiny_members(tiny_cohort, tmp_path_factory):
-    root = tmp_path_factory.mktemp("tiny_members")
     """Two tiny 4-channel nnU-Net v2 members trained on two tiny subjects: label-based and region-based."""
     from bratsflow import models
     from nnunet_helpers import LABEL_CHANNELS, REGION_CHANNELS, train_on_tiny_cohort
