@@ -193,8 +193,11 @@ def main() -> None:
             files.append(path)
         toolkit = Toolkit(args.btk_python, tmp, weights, args.threads) if args.btk_python else None
         runs = {name: run(name, files, Path(tmp) / "ours.nii.gz") for name, _ in PAIRS}
+        order = np.random.default_rng(args.seed)
         for _ in range(args.rounds):
-            for name, baseline in PAIRS:
+            # A run right after one of the toolkit's heavy ones is slower: a new order every round.
+            for index in order.permutation(len(PAIRS)):
+                name, baseline = PAIRS[index]
                 paired[name].append(timed(runs[name], 1))
                 if toolkit:
                     theirs[name].append(toolkit.time(baseline))
