@@ -5,11 +5,12 @@ The members are perturbations of one synthetic tumour (bratsflow.synth's lesion 
 noise and a bias per member and region, a few false-positive specks, one weaker member. Labels follow the
 2021 convention (ET = 4) because the toolkit's "brats-simple" hard-codes it.
 
-    python bench/fusion.py --repeats 5 --btk-python PATH/TO/venv-with-brats-toolkit/bin/python
+    python bench/fusion.py --rounds 7 --btk-python PATH/TO/venv-with-brats-toolkit/bin/python
 
-The toolkit (PyPI `brats-toolkit`) pins old libraries: install it into its own virtual environment and
-name that interpreter with --btk-python (or the BTK_PYTHON environment variable); without it only bratsflow
-is timed.
+Each comparison is timed in rounds, one bratsflow run and one toolkit run after the other, so that both see the
+same load on the machine; the ratio is the toolkit's median over bratsflow's. The toolkit (PyPI `brats-toolkit`)
+pins old libraries: install it into its own virtual environment and name that interpreter with --btk-python
+(or the BTK_PYTHON environment variable); without it only bratsflow is timed.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ import json
 import os
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -35,20 +35,18 @@ from bratsflow.synth import Lesion, _paint_lesions, smooth_noise
 
 SHAPE = (240, 240, 155)
 CONVENTION = "brats2021"
-METHODS = ("majority", "weighted", "simple", "staple")
 
-# Runs inside the toolkit's interpreter: times its fusions on the saved members (in memory and as files;
-# majority voting also with bratsflow's weights), prints one JSON line. The toolkit prints a great deal; that
-# goes to /dev/null.
-BTK_SCRIPT = r"""
-import contextlib, json, os, statistics, sys, time
+# Runs inside the toolkit's interpreter: loads the saved members, then for each line on stdin (a run's name) runs
+# that fusion once and answers the seconds it took. The toolkit prints a great deal; that goes to /dev/null.
+BTK_WORKER = r"""
+import contextlib, json, os, sys, time
 import numpy as np
 from brats_toolkit.fusionator import Fusionator
-folder, repeats, member_weights = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3])
+folder, member_weights = sys.argv[1], json.loads(sys.argv[2])
 files = sorted(os.path.join(folder, f) for f in os.listdir(folder) if f.startswith("member") and f.endswith(".nii.gz"))
 arrays = [np.load(f.replace(".nii.gz", ".npy")) for f in files]
 weights = [1] * len(arrays)
-times = {}
+answer = sys.stdout
 with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
     fusionator = Fusionator(verbose=False)
     output = os.path.join(folder, "btk.nii.gz")
@@ -59,16 +57,40 @@ with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink), contextlib
         "brats-simple": lambda: fusionator._brats_simple(arrays, weights),
         "files mav": lambda: fusionator.fuse(files, output, method="mav"),
         "files weighted mav": lambda: fusionator.fuse(files, output, method="mav", weights=member_weights),
-        "files simple": lambda: fusionator.fuse(files, output, method="simple"),
         "files brats-simple": lambda: fusionator.fuse(files, output, method="brats-simple"),
     }
-    for name, run in runs.items():
-        values = []
-        for _ in range(repeats):
-            start = time.perf_counter(); run(); values.append(time.perf_counter() - start)
-        times[name] = statistics.median(values)
-print(json.dumps(times))
+    for line in sys.stdin:
+        start = time.perf_counter()
+        runs[line.strip()]()
+        print(time.perf_counter() - start, file=answer, flush=True)
 """
+# bratsflow run (method mode, "files" when read from and written to files) and the toolkit run it is compared with.
+PAIRS = (("majority labels", "mav"), ("majority regions", "mav"), ("weighted labels", "weighted mav"),
+         ("weighted regions", "weighted mav"), ("simple labels", "simple"), ("simple regions", "brats-simple"),
+         ("files majority labels", "files mav"), ("files majority regions", "files mav"),
+         ("files weighted labels", "files weighted mav"), ("files weighted regions", "files weighted mav"),
+         ("files simple regions", "files brats-simple"))
+
+
+class Toolkit:
+    """The BraTS Toolkit worker process: `time(name)` runs one of its fusions and returns the seconds."""
+
+    def __init__(self, python: str, folder: str, weights: list[float], threads: int):
+        env = {**os.environ, "OMP_NUM_THREADS": str(threads), "OPENBLAS_NUM_THREADS": str(threads)}
+        self.process = subprocess.Popen([python, "-c", BTK_WORKER, folder, json.dumps(weights)], env=env, text=True,
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    def time(self, name: str) -> float:
+        self.process.stdin.write(name + "\n")
+        self.process.stdin.flush()
+        line = self.process.stdout.readline()
+        if not line:
+            raise RuntimeError("the BraTS Toolkit worker failed:\n" + self.process.stderr.read()[-2000:])
+        return float(line)
+
+    def close(self) -> None:
+        self.process.stdin.close()
+        self.process.wait()
 
 
 def make_members(seed: int = 0, n_members: int = 6) -> tuple[np.ndarray, list[np.ndarray]]:
@@ -116,9 +138,9 @@ def timed(run, repeats: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=5, help="repeats of the methods the toolkit lacks")
     parser.add_argument("--staple-repeats", type=int, default=1, help="STAPLE is slow; fewer repeats")
-    parser.add_argument("--btk-repeats", type=int, default=3, help="repeats of the (slow) BraTS Toolkit runs")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds of the side-by-side comparisons")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--btk-python", default=os.environ.get("BTK_PYTHON"),
                         help="python of an environment with brats-toolkit installed")
@@ -139,22 +161,29 @@ def main() -> None:
         probabilities.append({key: ndi.uniform_filter(p, 3).astype(np.float16)
                               for key, p in zip(("background", "NETC", "SNFH", "ET"), onehot)})
 
-    ours: dict[str, float] = {}
-    with threadpool_limits(args.threads):
+    def run(name: str, files: list[Path], out: Path):
+        """bratsflow's fusion `name` ("[files ]method mode") as a call without arguments."""
+        *where, method, mode = name.split()
+        kwargs = dict(method=method, mode=mode, convention=CONVENTION,
+                      weights=weights if method in ("weighted", "simple", "mean") else None)
+        if where:
+            return lambda: fuse_files(files, out, **kwargs)
+        return lambda: fuse(members, probabilities=probabilities if method == "mean" else None, **kwargs)
+
+    alone: dict[str, float] = {}
+    paired: dict[str, list[float]] = {name: [] for name, _ in PAIRS}
+    theirs: dict[str, list[float]] = {name: [] for name, _ in PAIRS}
+    with threadpool_limits(args.threads), tempfile.TemporaryDirectory() as tmp:
         for mode in ("labels", "regions"):
-            for method in (*METHODS, "mean"):
-                kwargs = dict(method=method, mode=mode, convention=CONVENTION, threads=args.threads,
-                              weights=weights if method in ("weighted", "simple", "mean") else None,
-                              probabilities=probabilities if method == "mean" else None)
+            for method in ("staple", "mean"):
                 repeats = args.staple_repeats if method == "staple" else args.repeats
-                ours[f"{method} {mode}"] = timed(lambda: fuse(members, **kwargs), repeats)
+                alone[f"{method} {mode}"] = timed(run(f"{method} {mode}", [], Path(tmp)), repeats)
         truth_wt = truth > 0
         for mode in ("labels", "regions"):
             fused = fuse(members, method="majority", mode=mode, convention=CONVENTION)
             dice = 2 * np.sum((fused > 0) & truth_wt) / (np.sum(fused > 0) + np.sum(truth_wt))
             print(f"majority {mode}: WT Dice with the truth {dice:.4f}")
 
-    with tempfile.TemporaryDirectory() as tmp:
         affine = np.diag([-1.0, -1.0, 1.0, 1.0])
         files = []
         for k, member in enumerate(members):
@@ -162,38 +191,32 @@ def main() -> None:
             save_image(label_image(member, affine), path)
             np.save(path.with_suffix("").with_suffix(".npy"), member)
             files.append(path)
-        for method, mode in (("majority", "labels"), ("majority", "regions"), ("weighted", "labels"),
-                             ("weighted", "regions"), ("simple", "regions")):
-            ours[f"files {method} {mode}"] = timed(
-                lambda: fuse_files(files, Path(tmp) / "ours.nii.gz", method=method, mode=mode,
-                                   weights=weights if method == "weighted" else None, convention=CONVENTION,
-                                   threads=args.threads),
-                args.repeats)
-        btk = {}
-        if args.btk_python:
-            env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "OPENBLAS_NUM_THREADS": str(args.threads)}
-            command = [args.btk_python, "-c", BTK_SCRIPT, tmp, str(args.btk_repeats), json.dumps(weights)]
-            result = subprocess.run(command, capture_output=True, text=True, env=env)
-            if result.returncode != 0:
-                print("BraTS Toolkit run failed:\n" + result.stderr[-2000:], file=sys.stderr)
-            else:
-                btk = json.loads(result.stdout.strip().splitlines()[-1])
+        toolkit = Toolkit(args.btk_python, tmp, weights, args.threads) if args.btk_python else None
+        runs = {name: run(name, files, Path(tmp) / "ours.nii.gz") for name, _ in PAIRS}
+        order = np.random.default_rng(args.seed)
+        for _ in range(args.rounds):
+            # A run right after one of the toolkit's heavy ones is slower: a new order every round.
+            for index in order.permutation(len(PAIRS)):
+                name, baseline = PAIRS[index]
+                paired[name].append(timed(runs[name], 1))
+                if toolkit:
+                    theirs[name].append(toolkit.time(baseline))
+        if toolkit:
+            toolkit.close()
 
-    print(f"\nmedian seconds per fusion (bratsflow {args.repeats} repeats, STAPLE {args.staple_repeats}, "
-          f"BraTS Toolkit {args.btk_repeats}; {args.threads} threads)")
-    for name, value in ours.items():
+    print(f"\nmedian seconds per fusion ({args.threads} threads; {args.repeats} repeats, STAPLE "
+          f"{args.staple_repeats})")
+    for name, value in alone.items():
         print(f"  bratsflow {name:<24} {value:8.3f} s")
-    for name, value in btk.items():
-        print(f"  BraTS Toolkit {name:<20} {value:8.3f} s")
-    if btk:
-        print("\nratios (BraTS Toolkit / bratsflow, same inputs)")
-        pairs = [("mav", "majority labels"), ("mav", "majority regions"), ("weighted mav", "weighted labels"),
-                 ("weighted mav", "weighted regions"), ("simple", "simple labels"), ("brats-simple", "simple regions"),
-                 ("files mav", "files majority labels"), ("files mav", "files majority regions"),
-                 ("files weighted mav", "files weighted labels"), ("files weighted mav", "files weighted regions"),
-                 ("files brats-simple", "files simple regions")]
-        for theirs, mine in pairs:
-            print(f"  {theirs:>18} / {mine:<24} {btk[theirs] / ours[mine]:8.1f}×")
+    print(f"\nside by side, {args.rounds} rounds: median seconds"
+          + (" and ratio (BraTS Toolkit / bratsflow, same inputs)" if args.btk_python else ""))
+    for name, baseline in PAIRS:
+        ours = statistics.median(paired[name])
+        line = f"  bratsflow {name:<24} {ours:8.3f} s"
+        if theirs[name]:
+            btk = statistics.median(theirs[name])
+            line += f"   BraTS Toolkit {baseline:<20} {btk:8.3f} s   {btk / ours:6.1f}×"
+        print(line)
 
 
 if __name__ == "__main__":

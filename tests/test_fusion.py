@@ -153,7 +153,7 @@ def test_the_vote_table_gives_the_direct_vote(mode):
         np.testing.assert_array_equal(fusion._table_vote(depths, w, mode), fusion._vote(depths, w, mode))
 
 
-def test_memory_layout_dtype_odd_sizes_and_threads_do_not_change_the_result(monkeypatch):
+def test_memory_layout_dtype_odd_sizes_and_blocks_do_not_change_the_result(monkeypatch):
     rng = np.random.default_rng(4)
     for shape in [(40, 30, 20), (7, 5, 3), (1, 1, 1)]:
         # Noisy nested spheres (members of random labels would keep STAPLE iterating for minutes).
@@ -174,9 +174,9 @@ def test_memory_layout_dtype_odd_sizes_and_threads_do_not_change_the_result(monk
                     fused, other = fuse(variant, method=method, mode=mode, weights=w, return_details=True)
                     np.testing.assert_array_equal(fused, expected)
                     assert other == details
-                with monkeypatch.context() as patch:  # many small blocks, scanned by three threads
+                with monkeypatch.context() as patch:  # many small blocks
                     patch.setattr(fusion, "BLOCK_WORDS", 5)
-                    fused, other = fuse(members, method=method, mode=mode, weights=w, return_details=True, threads=3)
+                    fused, other = fuse(members, method=method, mode=mode, weights=w, return_details=True)
                 np.testing.assert_array_equal(fused, expected)
                 assert other == details
         union = np.any(members, axis=0)

@@ -194,7 +194,7 @@ def cmd_fuse(args: argparse.Namespace) -> None:
                           min_members=args.simple_min_members, weight_power=args.simple_weight_power)
     fuse_files(args.segmentations, args.out, record=args.record, names=args.names, probabilities=args.probabilities,
                method=args.method, weights=args.weights, mode=args.mode, convention=args.convention, simple=simple,
-               subject=args.subject, threads=args.threads)
+               subject=args.subject)
 
 
 def cmd_metrics(args: argparse.Namespace) -> None:

@@ -65,7 +65,6 @@ the first image's geometry (or is a plain array when every member is an array) a
 from __future__ import annotations
 
 import logging
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -174,7 +173,7 @@ def _member_depths(name: str, labels: np.ndarray, convention: str, subject: str 
 
 
 def _prepare(segmentations: Sequence, names: Sequence[str] | None, convention: str,
-             subject: str | None, threads: int = 1) -> _Ensemble:
+             subject: str | None) -> _Ensemble:
     get_convention(convention)
     if len(segmentations) == 0:
         raise InputError("nothing to fuse: no segmentations given", subject=subject)
@@ -220,7 +219,7 @@ def _prepare(segmentations: Sequence, names: Sequence[str] | None, convention: s
     # which every convention allows). NIfTI data is usually Fortran-ordered: work in the first member's order.
     first = arrays[0]
     order = "F" if first.flags.f_contiguous and not first.flags.c_contiguous else "C"
-    hit, gathered = _tumour_words([_words(data, order) for data in arrays], threads)
+    hit, gathered = _tumour_words([_words(data, order) for data in arrays])
     # A voxel is unanimous where the AND of the members' labels equals their OR.
     anyone = np.bitwise_or.reduce(gathered, axis=0)
     agree = (np.bitwise_and.reduce(gathered, axis=0) ^ anyone).view(np.uint8) == 0
@@ -232,9 +231,9 @@ def _prepare(segmentations: Sequence, names: Sequence[str] | None, convention: s
                      unanimous_voxels=int(np.count_nonzero(agree & anyone)))
 
 
-def _tumour_words(member_words: list[np.ndarray], threads: int) -> tuple[np.ndarray, np.ndarray]:
+def _tumour_words(member_words: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """The indices of the words where some member is non-zero, and every member's words there (K, W). One
-    pass over the members, block by block (a block's OR stays in cache), the blocks shared by `threads`."""
+    pass over the members, block by block (a block's OR stays in cache)."""
 
     def scan(start: int) -> tuple[np.ndarray, np.ndarray]:
         block = [words[start:start + BLOCK_WORDS] for words in member_words]
@@ -244,12 +243,7 @@ def _tumour_words(member_words: list[np.ndarray], threads: int) -> tuple[np.ndar
         hit = np.flatnonzero(union != 0)
         return hit + start, np.stack([words.take(hit) for words in block])
 
-    starts = range(0, member_words[0].size, BLOCK_WORDS)
-    if threads > 1 and len(starts) > 1:
-        with ThreadPoolExecutor(threads) as pool:  # numpy releases the GIL in these loops
-            parts = list(pool.map(scan, starts))
-    else:
-        parts = [scan(start) for start in starts]
+    parts = [scan(start) for start in range(0, member_words[0].size, BLOCK_WORDS)]
     hits = [np.empty(0, dtype=np.intp), *(hit for hit, _ in parts)]
     words = [np.empty((len(member_words), 0), dtype=np.uint64), *(words for _, words in parts)]
     return np.concatenate(hits), np.concatenate(words, axis=1)
@@ -523,13 +517,12 @@ def _mean(ensemble: _Ensemble, probabilities: Sequence, weights: np.ndarray, mod
 def fuse(segmentations: Sequence, method: str = "majority", weights: Sequence[float] | None = None,
          mode: str = "regions", convention: str = "brats2023", probabilities: Sequence | None = None, *,
          names: Sequence[str] | None = None, simple: SimpleParams | None = None, subject: str | None = None,
-         return_details: bool = False, threads: int = 1):
+         return_details: bool = False):
     """Fuse member label maps into one (see the module docstring for methods, modes and the tie rules).
 
     segmentations: label maps as numpy integer arrays, NIfTI images or paths. weights: one positive number per
     member (methods weighted, simple, mean). probabilities: per member a probability dict or `.npz` path
     (method mean). names: member names for messages and the record (default: file names, else #1, #2, …).
-    threads: threads that scan the members (the result does not depend on them; STAPLE follows ITK's setting).
     Returns a uint8 NIfTI image on the first image's grid (a uint8 array if every member is an array); with
     `return_details`, a (result, details) pair where details records what the method decided.
     """
@@ -538,7 +531,7 @@ def fuse(segmentations: Sequence, method: str = "majority", weights: Sequence[fl
     if mode not in MODES:
         raise ConfigError(f"unknown fusion mode {mode!r}; expected one of {list(MODES)}", subject=subject)
     simple = simple or SimpleParams()
-    ensemble = _prepare(segmentations, names, convention, subject, threads)
+    ensemble = _prepare(segmentations, names, convention, subject)
     w = _weights(weights, method, len(ensemble.names), subject)
     details: dict[str, Any] = {"method": method, "mode": mode, "convention": convention,
                                "members": list(ensemble.names), "weights": w.tolist()}
@@ -592,20 +585,19 @@ def fuse_files(segmentations: Sequence[str | Path], out: str | Path, *, record: 
                names: Sequence[str] | None = None, probabilities: Sequence[str | Path] | None = None,
                method: str = "majority", weights: Sequence[float] | None = None, mode: str = "regions",
                convention: str = "brats2023", simple: SimpleParams | None = None,
-               subject: str | None = None, threads: int = 1) -> Path:
-    """Fuse label map files into `out` (uint8 NIfTI) and write a provenance record (JSON) when asked; `threads`
-    read the files and scan them."""
+               subject: str | None = None) -> Path:
+    """Fuse label map files into `out` (uint8 NIfTI) and write a provenance record (JSON) when asked."""
     from .provenance import Timer, environment
 
     timer = Timer()
     paths = [Path(p) for p in segmentations]
     names = list(names) if names is not None else [_default_name(p, i) for i, p in enumerate(paths)]
-    with timer.phase("load"), ThreadPoolExecutor(threads) as pool:  # zlib releases the GIL while it inflates
-        images = list(pool.map(lambda path: load_image(path, subject=subject), paths))
+    with timer.phase("load"):
+        images = [load_image(p, subject=subject) for p in paths]
     with timer.phase("fuse"):
         fused, details = fuse(images, method=method, weights=weights, mode=mode, convention=convention,
                               probabilities=probabilities if method == "mean" else None, names=names,
-                              simple=simple, subject=subject, return_details=True, threads=threads)
+                              simple=simple, subject=subject, return_details=True)
     with timer.phase("save"):
         save_image(fused, out)
     if record is not None:
