@@ -176,7 +176,7 @@ def test_bad_inputs_are_refused_with_the_file_named(subject, tmp_path):
     affine[:3, 3] += 3.0
     shifted = save_image(nib.Nifti1Image(np.asarray(nib.load(subject["t1"]).dataobj), affine),
                          tmp_path / "t1_shifted.nii.gz")
-    with pytest.raises(InputError, match="not on the grid of the mask") as err:
+    with pytest.raises(InputError, match="not on the grid of the segmentation") as err:
         radiomics_subject({"t1": shifted}, subject["segmentation"], tmp_path / "o", brain_mask=None,
                           params=load_params())
     assert str(shifted) in str(err.value)

@@ -339,24 +339,6 @@ def save_json(obj: Any, path: str | Path) -> Path:
     return path
 
 
-def save_table(table, path: str | Path) -> Path:
-    """Write a pandas table atomically as Parquet, CSV or TSV (by the file's suffix), without the index."""
-    path = Path(path)
-    writers = {".parquet": lambda df, p: df.to_parquet(p, index=False),
-               ".csv": lambda df, p: df.to_csv(p, index=False),
-               ".tsv": lambda df, p: df.to_csv(p, sep="\t", index=False)}
-    if path.suffix not in writers:
-        raise InputError(f"tables are written as {', '.join(writers)}", file=path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
-    try:
-        writers[path.suffix](table, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
-
-
 def _json_default(value: Any) -> Any:
     if isinstance(value, np.ndarray):
         return value.tolist()

@@ -363,19 +363,19 @@ def _same_grid(img: nib.Nifti1Image, reference: nib.Nifti1Image, what: str, *, s
                          subject=subject, file=file)
 
 
-def _load_inputs(images: dict[str, Path], mask: Path, brain_mask: Path | None, *, subject):
-    """The mask file, the images and the brain mask, checked to lie on the mask's grid."""
+def _load_inputs(images: dict[str, Path], mask: Path, brain_mask: Path | None, *, subject, what: str):
+    """The mask (or segmentation) file, the images and the brain mask, checked to lie on the mask's grid."""
     mask_img = load_image(mask, subject=subject)
     arrays = {}
     for modality, path in images.items():
         img = check_image(load_image(path, subject=subject, modality=modality), spacing_range_mm=None,
                           subject=subject, modality=modality, file=path)
-        _same_grid(img, mask_img, f"the mask {mask}", subject=subject, file=path)
+        _same_grid(img, mask_img, f"{what} {mask}", subject=subject, file=path)
         arrays[modality] = np.asarray(img.dataobj)
     brain = None
     if brain_mask is not None:
         brain_img = load_image(brain_mask, subject=subject)
-        _same_grid(brain_img, mask_img, f"the mask {mask}", subject=subject, file=brain_mask)
+        _same_grid(brain_img, mask_img, f"{what} {mask}", subject=subject, file=brain_mask)
         brain = np.asarray(brain_img.dataobj) > 0
         if not brain.any():
             raise InputError("the brain mask is empty", subject=subject, file=brain_mask)
@@ -399,7 +399,7 @@ def radiomics_subject(images: dict[str, str | Path], segmentation: str | Path, o
     images = {m: Path(p) for m, p in images.items()}
     with timer.phase("load"):
         seg_img, arrays, brain = _load_inputs(images, Path(segmentation), brain_mask and Path(brain_mask),
-                                              subject=subject)
+                                              subject=subject, what="the segmentation")
         labels = np.asarray(seg_img.dataobj)
         to_depth(labels, convention, subject=subject, file=segmentation)  # refuses values outside the convention
         labels = labels.astype(np.uint8)
@@ -443,7 +443,7 @@ def radiomics_image(image: str | Path, mask: str | Path, out: str | Path, *, par
     if Path(out).suffix not in (".csv", ".parquet"):
         raise InputError("the feature table is written as .csv or .parquet", file=out)
     mask_img, arrays, brain = _load_inputs({modality: Path(image)}, Path(mask), brain_mask and Path(brain_mask),
-                                           subject=subject)
+                                           subject=subject, what="the mask")
     values = np.asarray(mask_img.dataobj)
     region = f"label{label}" if label is not None else "mask"
     selected = values == label if label is not None else values != 0

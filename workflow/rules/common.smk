@@ -71,6 +71,6 @@ def native_targets():
 
 def subject_records(wildcards):
     """The records of every step the configuration runs for a subject (FUSE_MEMBERS: fuse.smk)."""
-    steps = ["ingest", "coregister", "skullstrip"] + (["fuse"] if FUSE_MEMBERS else [])
+    steps = ["ingest", "coregister", "skullstrip"] + (["fuse", "radiomics"] if FUSE_MEMBERS else [])
     records = [str(paths.step_record(RESULTS, wildcards.subject, step)) for step in steps]
     return records + [str(paths.segment_record(RESULTS, wildcards.subject, m)) for m in FUSE_MEMBERS]
