@@ -157,10 +157,12 @@ def test_segmentation_members_and_fusion_in_the_dag(tmp_path, tiny_cohort, tiny_
         assert set(np.unique(fused)) <= {0, 1, 2, 3}
         # The subject's provenance names each member's model with its checkpoint's checksum.
         gathered = json.loads((results / sid / "provenance.json").read_text())
-        assert {"segment/tiny_labels", "segment/tiny_regions", "fuse/fuse"} <= set(gathered["steps"])
+        assert {"segment/tiny_labels", "segment/tiny_regions", "fuse/fuse", "radiomics/radiomics"} <= \
+            set(gathered["steps"])
         for name, kind in (("tiny_labels", "labels"), ("tiny_regions", "regions")):
             checkpoint = tiny_members[kind] / "fold_all" / "checkpoint_final.pth"
             assert gathered["models"][f"segment/{name}"]["checkpoints"] == {"all": _sha(checkpoint)}
     listed = (results / "manifest.tsv").read_text()
-    for name in ("sub-001/segment/tiny_regions_probabilities.npz", "sub-002/fuse/segmentation.nii.gz"):
+    for name in ("sub-001/segment/tiny_regions_probabilities.npz", "sub-002/fuse/segmentation.nii.gz",
+                 "sub-002/radiomics/features.parquet", "cohort/features_wide.csv"):
         assert f"\n{name}\t" in listed
