@@ -285,6 +285,31 @@ def test_mean_thresholds_strictly_above_one_half():
     assert not fuse([seg], method="mean", mode="labels", probabilities=[tie]).any()
 
 
+# Values at and around the thresholds the mean uses (1/8 for the voxels it skips, 1/2 for the result).
+EDGE_VALUES = (0.0, 0.0625, 0.124, 0.125, 0.126, 0.25, 0.375, 0.4995, 0.5, 0.5005, 0.75, 0.875, 1.0)
+
+
+@settings(max_examples=150, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), kinds=st.lists(st.sampled_from(["labels", "regions"]), min_size=1,
+                                                      max_size=4),
+       mode=st.sampled_from(["labels", "regions"]), dtype=st.sampled_from([np.float16, np.float32]),
+       weighted=st.booleans())
+def test_mean_skips_only_voxels_that_are_background_whatever_the_weights(seed, kinds, mode, dtype, weighted):
+    """The mean computed on its support equals the mean computed on every voxel."""
+    rng = np.random.default_rng(seed)
+    shape = (9, 8, 7)
+    members = []
+    for kind in kinds:
+        keys = ("WT", "TC", "ET") if kind == "regions" else ("background", "NETC", "SNFH", "ET")
+        members.append({key: np.where(rng.random(shape) < 0.6, rng.choice(EDGE_VALUES, shape),
+                                      rng.random(shape)).astype(dtype) for key in keys})
+    weights = rng.uniform(0.2, 3.0, len(kinds)) if weighted else np.ones(len(kinds))
+    segmentations = [np.zeros(shape, np.uint8)] * len(kinds)
+    every_voxel = fusion._mean_depths([(m, k) for m, k in zip(members, kinds)], weights, mode, shape)
+    fused = fuse(segmentations, method="mean", mode=mode, weights=list(weights), probabilities=members)
+    assert np.array_equal(fused, fusion.from_depth(every_voxel, "brats2023"))
+
+
 def test_mean_input_errors(tmp_path):
     seg = np.zeros((2, 2, 2), dtype=np.uint8)
     with pytest.raises(InputError, match="one probability file per member"):

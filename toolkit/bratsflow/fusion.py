@@ -27,7 +27,9 @@ Methods
   every ITK result, it is reproducible for a given thread count (``bratsflow --threads``). In region mode a
   voxel that no member calls tumour stays background.
 - ``mean``: the (weighted) mean of the members' probability maps, then per-region threshold > 0.5 painted in
-  hierarchy order (region mode) or argmax (label mode), like nnU-Net's own ensembling.
+  hierarchy order (region mode) or argmax (label mode), like nnU-Net's own ensembling. Computed only where
+  some member gives a tumour channel more than 1/8 (or, in label mode, background less than 1/8): elsewhere
+  the result is background whatever the weights, so skipping those voxels changes nothing.
 
 Tie rules (exact and deterministic; member order does not matter to majority, nor to simple without weights)
 --------------------------------------------------------------------------------------------------------------
@@ -451,14 +453,68 @@ def _label_channels(probabilities: dict[str, np.ndarray], buffer: np.ndarray):
     yield regions[-1]
 
 
+# Where every member gives each tumour channel at most this probability (and a label model in label mode gives
+# background at least this), the mean is background whatever the weights: in label mode each member's background
+# is then its largest channel, so the weighted sums keep that order (rounding is monotone); in region mode a
+# region's mean is at most 3/8 (a label model's region adds up to three sub-labels), below the 1/2 threshold.
+# A power of two, so float16 maps are compared exactly through their bit patterns.
+NEGLIGIBLE_PROBABILITY = 0.125
+
+
+def _comparable(channel: np.ndarray, threshold: float) -> tuple[np.ndarray, Any]:
+    """The channel and the threshold in a form that compares like the values: float16 maps (validated to lie in
+    [0, 1]) as their bit patterns, which order non-negative floats alike and skip the slow half-precision math."""
+    if channel.dtype == np.float16:
+        return channel.view(np.uint16), np.float16(threshold).view(np.uint16)
+    return channel, channel.dtype.type(threshold)
+
+
+def _mean_support(members: list[tuple[dict, str]], mode: str) -> np.ndarray:
+    """The voxels where the mean may differ from background (see NEGLIGIBLE_PROBABILITY)."""
+    support = None
+    for member, kind in members:
+        flags = []
+        for key in REGIONS_BY_DEPTH if kind == "regions" else NESTING:
+            values, bound = _comparable(member[key], NEGLIGIBLE_PROBABILITY)
+            flags.append(values > bound)
+        if kind == "labels" and mode == "labels":
+            values, bound = _comparable(member[BACKGROUND], NEGLIGIBLE_PROBABILITY)
+            flags.append(values < bound)
+        for flag in flags:
+            support = flag if support is None else np.logical_or(support, flag, out=support)
+    return support
+
+
 def _mean(ensemble: _Ensemble, probabilities: Sequence, weights: np.ndarray, mode: str,
           subject: str | None) -> np.ndarray:
-    """Weighted mean of the members' probabilities (sums compared with the total weight, in float32)."""
+    """Weighted mean of the members' probabilities, computed only on `_mean_support`: the rest is background."""
     if probabilities is None or len(probabilities) != len(ensemble.names):
         given = 0 if probabilities is None else len(probabilities)
         raise InputError(f"method mean needs one probability file per member ({given} for "
                          f"{len(ensemble.names)} members)", subject=subject)
-    shape = ensemble.shape
+    members = []
+    for name, source in zip(ensemble.names, probabilities):
+        file = source if isinstance(source, (str, Path)) else None
+        try:
+            member = load_probabilities(source, subject=subject) if file else check_probabilities(source)
+        except InputError as exc:
+            raise _member_error(name, exc.reason, subject, file or exc.file) from None
+        member_shape = next(iter(member.values())).shape
+        if member_shape != ensemble.shape:
+            raise _member_error(name, f"probability maps have shape {member_shape}, the label maps "
+                                      f"{ensemble.shape}", subject, file)
+        members.append((member, probability_kind(member)))
+    depths = np.zeros(ensemble.shape, dtype=np.uint8)
+    where = np.flatnonzero(_mean_support(members, mode))
+    if where.size:
+        gathered = [({key: np.ravel(channel)[where] for key, channel in member.items()}, kind)
+                    for member, kind in members]
+        depths.reshape(-1)[where] = _mean_depths(gathered, weights, mode, where.shape)
+    return depths
+
+
+def _mean_depths(members: list[tuple[dict, str]], weights: np.ndarray, mode: str, shape) -> np.ndarray:
+    """The fused depths from the members' probabilities (sums compared with the total weight, in float32)."""
     # Sums per kind: label channels in depth order (background only in label mode), region channels by depth.
     label_keys = (BACKGROUND, *NESTING) if mode == "labels" else NESTING
     label_sum = region_sum = None
@@ -471,17 +527,7 @@ def _mean(ensemble: _Ensemble, probabilities: Sequence, weights: np.ndarray, mod
             np.multiply(channel, np.float32(weight), out=scratch)
             np.add(total, scratch, out=total)
 
-    for name, weight, source in zip(ensemble.names, weights, probabilities):
-        file = source if isinstance(source, (str, Path)) else None
-        try:
-            member = load_probabilities(source, subject=subject) if file else check_probabilities(source)
-        except InputError as exc:
-            raise _member_error(name, exc.reason, subject, file or exc.file) from None
-        member_shape = next(iter(member.values())).shape
-        if member_shape != shape:
-            raise _member_error(name, f"probability maps have shape {member_shape}, the label maps {shape}",
-                                subject, file)
-        kind = probability_kind(member)
+    for (member, kind), weight in zip(members, weights):
         if kind == "regions" and mode == "regions":
             region_sum = np.zeros((len(REGIONS_BY_DEPTH), *shape), np.float32) if region_sum is None else region_sum
             for total, region in zip(region_sum, REGIONS_BY_DEPTH):
