@@ -39,6 +39,8 @@ def demo_file(path):
 def subject_inputs(wildcards):
     """The subject's raw images that exist or that the demo rule can make. A missing image is left out of the
     DAG on purpose: its ingest job then fails with a message naming the file, and the rest of the cohort runs."""
+    if wildcards.subject not in SUBJECTS:
+        raise WorkflowError(f"bratsflow: subject {wildcards.subject!r} is not in the cohort ({cohort_source_args()})")
     subject = SUBJECTS[wildcards.subject]
     return [
         str(path)

@@ -1,0 +1,100 @@
+"""How long Snakemake takes to plan a cohort: `snakemake -n` with the SLURM profile over generated sample sheets
+of growing size (every image a link to one real NIfTI file, so the DAG sees existing inputs as on a real cohort),
+side by side with a 10-subject baseline; prints the median wall and CPU time per size and the time per subject.
+
+    python bench/dag_scale.py --subjects 10 100 1000 --repeats 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bratsflow.cohort import MODALITIES
+from bratsflow.synth import SynthParams, bids_image_path, generate_cohort
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def write_sheet(folder: Path, image: Path, subjects: int) -> Path:
+    rows = ["\t".join(["subject_id", *MODALITIES])]
+    for index in range(1, subjects + 1):
+        subject = folder / f"P{index:05d}"
+        subject.mkdir()
+        for modality in MODALITIES:
+            (subject / f"{modality}.nii.gz").symlink_to(image)
+        rows.append("\t".join([subject.name, *(f"{subject.name}/{m}.nii.gz" for m in MODALITIES)]))
+    sheet = folder / "subjects.tsv"
+    sheet.write_text("\n".join(rows) + "\n")
+    return sheet
+
+
+def dry_run(sheet: Path, results: Path, extra: list[str]) -> tuple[float, float, int]:
+    """Wall time and CPU time (user + system; robust to other load on the machine) of one dry run, and the number
+    of jobs it planned."""
+    command = [
+        shutil.which("snakemake", path=str(Path(sys.executable).parent)) or "snakemake", "-n", "--nolock",
+        "--workflow-profile", "config/profiles/slurm", "--config", f"samples={sheet}", f"results={results}", *extra,
+    ]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    if result.returncode != 0:
+        sys.exit(f"dry run failed:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}")
+    total = re.search(r"^total\s+(\d+)", result.stdout, re.MULTILINE)
+    return seconds, cpu, int(total.group(1)) if total else 0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--subjects", type=int, nargs="+", default=[10, 100, 1000])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--quiet", action="store_true", help="also time `-n --quiet` (no per-job listing)")
+    args = parser.parse_args()
+    sizes = sorted(set([10, *args.subjects]))
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        generate_cohort(tmp / "one", 1, 7, SynthParams(resolution_mm=3.0))
+        image = bids_image_path(tmp / "one", "sub-001", "t1")
+        sheets = {}
+        for size in sizes:
+            (tmp / str(size)).mkdir()
+            sheets[size] = write_sheet(tmp / str(size), image, size)
+        variants = {"-n": []}
+        if args.quiet:
+            variants["-n --quiet"] = ["--quiet"]
+        timings = {(variant, size): [] for variant in variants for size in sizes}
+        cpu = {key: [] for key in timings}
+        jobs = {}
+        # Sizes interleaved within each repeat, so that machine load drifts alike over all of them.
+        for _ in range(args.repeats):
+            for variant, extra in variants.items():
+                for size in sizes:
+                    seconds, cpu_seconds, planned = dry_run(sheets[size], tmp / f"results{size}", extra)
+                    timings[variant, size].append(seconds)
+                    cpu[variant, size].append(cpu_seconds)
+                    jobs[size] = planned or jobs.get(size, 0)
+    baseline = {variant: statistics.median(timings[variant, 10]) for variant in variants}
+    print(f"snakemake dry run with config/profiles/slurm, median of {args.repeats}")
+    print(f"{'variant':<12} {'subjects':>8} {'jobs':>6} {'wall s':>7} {'min s':>6} {'CPU s':>6} "
+          f"{'ms/subject':>10} {'x 10 subj.':>10}")
+    for (variant, size), values in timings.items():
+        median = statistics.median(values)
+        print(f"{variant:<12} {size:>8} {jobs[size]:>6} {median:>7.2f} {min(values):>6.2f} "
+              f"{statistics.median(cpu[variant, size]):>6.2f} {1000 * median / size:>10.1f} "
+              f"{median / baseline[variant]:>10.2f}")
+
+
+if __name__ == "__main__":
+    main()
