@@ -22,12 +22,13 @@ REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.workflow
 
 
-def snakemake(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+def snakemake(*args: str, check: bool = True, timeout: float | None = None) -> subprocess.CompletedProcess:
     # The rules call the `bratsflow` command: put this interpreter's scripts first on the PATH.
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     snakemake_bin = shutil.which("snakemake", path=env["PATH"])
     assert snakemake_bin, "snakemake is not installed"
-    result = subprocess.run([snakemake_bin, "--nolock", *args], cwd=REPO, capture_output=True, text=True, env=env)
+    result = subprocess.run([snakemake_bin, "--nolock", *args], cwd=REPO, capture_output=True, text=True, env=env,
+                            timeout=timeout)
     if check and result.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
     return result
