@@ -136,11 +136,16 @@ def test_config_outside_the_schema_is_refused(tmp_path):
     assert "brats2019" in result.stdout + result.stderr
 
 
-def test_segmentation_members_and_fusion_in_the_dag(tmp_path, tiny_cohort, tiny_atlas, tiny_members):
+def _tiny_ensemble(tiny_members) -> dict:
+    """Config keys of a two-member ensemble of the tiny nnU-Net models, fused by weighted mean."""
     members = [{"name": "tiny_labels", "model": str(tiny_members["labels"])},
                {"name": "tiny_regions", "model": str(tiny_members["regions"]), "weight": 2.0}]
-    config = _write_config(tmp_path, tiny_atlas, segment={"members": members}, fuse={"method": "mean"},
-                           threads={"segment": 1}, samples=str(tiny_cohort / "subjects.tsv"))
+    return {"segment": {"members": members}, "fuse": {"method": "mean"}, "threads": {"segment": 1}}
+
+
+def test_segmentation_members_and_fusion_in_the_dag(tmp_path, tiny_cohort, tiny_atlas, tiny_members):
+    config = _write_config(tmp_path, tiny_atlas, **_tiny_ensemble(tiny_members),
+                           samples=str(tiny_cohort / "subjects.tsv"))
     snakemake("--cores", "2", "--configfile", str(config))
     results = tmp_path / "results"
     for sid in ("sub-001", "sub-002"):

@@ -16,10 +16,12 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
+from bratsflow import paths
 from bratsflow.synth import bids_image_path
-from test_dag import _write_config, snakemake
+from test_dag import _tiny_ensemble, _write_config, snakemake
 
 pytestmark = pytest.mark.workflow
 TEST_CLUSTER = "bratsflow"  # the ClusterName that .ci/slurm/start writes
@@ -86,7 +88,7 @@ def _slurm_jobs(run_id: str, since: datetime, logdir: Path) -> list[tuple[str, s
 
 
 def test_cohort_through_slurm_fails_the_bad_subject_and_equals_a_local_run(
-    tmp_path, tiny_cohort, tiny_atlas, slurm_cluster
+    tmp_path, tiny_cohort, tiny_atlas, tiny_members, slurm_cluster
 ):
     good = [[sid, *(str(bids_image_path(tiny_cohort, sid, m)) for m in MODALITIES)] for sid in ("sub-001", "sub-002")]
     broken = tmp_path / "broken.nii.gz"
@@ -95,14 +97,16 @@ def test_cohort_through_slurm_fails_the_bad_subject_and_equals_a_local_run(
     runs = {}
     for name, rows in (("slurm", [*good, bad]), ("local", good)):
         (tmp_path / name).mkdir()
-        runs[name] = _write_config(tmp_path / name, tiny_atlas, samples=str(_sheet(tmp_path / f"{name}.tsv", rows)))
+        runs[name] = _write_config(tmp_path / name, tiny_atlas, samples=str(_sheet(tmp_path / f"{name}.tsv", rows)),
+                                   **_tiny_ensemble(tiny_members))
     logdir = tmp_path / "slurm_logs"
     since = datetime.now() - timedelta(minutes=1)
 
     slurm_args = [
         "--executor", "slurm", "--workflow-profile", "config/profiles/slurm", "--configfile", str(runs["slurm"]),
-        # The test node has 2 CPUs, fewer than the profile gives co-registration; outputs do not depend on it.
-        "--set-threads", "coregister=1", "skullstrip=1",
+        # The test node has 2 CPUs, fewer than the profile gives co-registration and radiomics; outputs do not
+        # depend on it.
+        "--set-threads", "coregister=1", "skullstrip=1", "radiomics=1",
         "--slurm-init-seconds-before-status-checks", "2",
         "--slurm-logdir", str(logdir), "--slurm-keep-successful-logs",
     ]
@@ -118,20 +122,26 @@ def test_cohort_through_slurm_fails_the_bad_subject_and_equals_a_local_run(
     run_id = re.search(r"SLURM run ID: (\S+)", out).group(1)
     jobs = _slurm_jobs(run_id, since, logdir)
     for sid in ("sub-001", "sub-002"):
-        # ingest and coregister share one SLURM job (the profile's group 'prep'), skull stripping has its own.
+        # One SLURM job each for the profile's groups: ingest with coregister ('prep'), radiomics with the
+        # provenance record ('finish'); the other steps have their own.
         assert ("COMPLETED", {f"ingest:subject={sid}", f"coregister:subject={sid}"}) in jobs, jobs
-        assert ("COMPLETED", {f"skullstrip:subject={sid}"}) in jobs, jobs
+        assert ("COMPLETED", {f"radiomics:subject={sid}", f"provenance:subject={sid}"}) in jobs, jobs
+        for rule in ("skullstrip", "segment_tiny_labels", "segment_tiny_regions", "fuse"):
+            assert ("COMPLETED", {f"{rule}:subject={sid}"}) in jobs, jobs
     bad_jobs = [state for state, targets in jobs if "ingest:subject=bad" in targets]
     # Tried twice (the profile's restart-times: 1), failed both times, nothing after it submitted.
     assert bad_jobs == ["FAILED", "FAILED"], jobs
-    assert len(jobs) == 6, jobs
+    assert len(jobs) == 14, jobs
     assert "Error in group prep" in out
 
     slurm_results, local_results = tmp_path / "slurm" / "results", tmp_path / "local" / "results"
     for sid in ("sub-001", "sub-002"):
         digests = _image_digests(slurm_results, sid)
-        assert {f"{sid}/skullstrip/brain_mask.nii.gz", f"{sid}/coregister/transforms/flair-to-t1c.mat"} <= set(digests)
+        assert {f"{sid}/skullstrip/brain_mask.nii.gz", f"{sid}/coregister/transforms/flair-to-t1c.mat",
+                f"{sid}/fuse/segmentation.nii.gz"} <= set(digests)
         assert digests == _image_digests(local_results, sid)
+        pd.testing.assert_frame_equal(*(pd.read_parquet(paths.radiomics_features(results, sid))
+                                        for results in (slurm_results, local_results)))
         assert (slurm_results / sid / "benchmarks" / "coregister.tsv").is_file()
     assert not (slurm_results / "bad" / "ingest" / "t1.nii.gz").exists()
     assert f"subject bad: T2 {broken}: " in (slurm_results / "bad" / "logs" / "ingest.log").read_text()
