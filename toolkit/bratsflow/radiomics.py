@@ -332,9 +332,7 @@ def extract(images: dict[str, np.ndarray], regions: dict[str, np.ndarray], affin
                 value = features.get(key, np.nan)
                 row_reason = reason if reason is not None else (None if key in features else NOT_COMPUTED)
                 rows.append((region, modality, *key, value, feature_unit(*key, params.intensity_unit), row_reason))
-    table = pd.DataFrame([(subject, *row) for row in rows], columns=list(COLUMNS))
-    # Fixed dtypes, so every subject's table (and the cohort's) has one schema, also when a column is all missing.
-    table = table.astype({column: "float64" if column == "value" else "str" for column in COLUMNS})
+    table = _fixed_dtypes(pd.DataFrame([(subject, *row) for row in rows], columns=list(COLUMNS)))
 
     first = next(iter(results.values()), (None, {}))[1]
     shared = ("Versions_", "Configuration_")
@@ -489,6 +487,13 @@ def wide_table(long: pd.DataFrame) -> pd.DataFrame:
     return wide.reset_index()
 
 
+def _fixed_dtypes(table: pd.DataFrame) -> pd.DataFrame:
+    """One schema for every subject's table and the cohort's, also where a column is all missing. Text columns as
+    pandas 3's "str" (NaN where missing), spelled so that pandas 2 does not turn a missing value into "None"."""
+    text = pd.StringDtype(na_value=np.nan)
+    return table.astype({column: "float64" if column == "value" else text for column in COLUMNS})
+
+
 def cohort_tables(tables: list[str | Path], long_out: str | Path, wide_out: str | Path) -> pd.DataFrame:
     """Gather the subjects' feature tables into one long Parquet table and a wide CSV (one row per subject)."""
     frames = []
@@ -503,7 +508,7 @@ def cohort_tables(tables: list[str | Path], long_out: str | Path, wide_out: str 
         frames.append(frame[list(COLUMNS)])
     if not frames:
         raise InputError("no subject feature tables given")
-    long = pd.concat(frames, ignore_index=True)
+    long = _fixed_dtypes(pd.concat(frames, ignore_index=True))
     per_subject = [set(frame["subject"]) for frame in frames]
     seen = [s for i, subjects in enumerate(per_subject) for s in subjects if any(s in o for o in per_subject[:i])]
     if seen:
