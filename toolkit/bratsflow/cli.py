@@ -161,6 +161,14 @@ def cmd_models(args: argparse.Namespace) -> None:
             if name not in installed:
                 print(f"{name}\tnot installed (bratsflow models fetch {name})\t{release.description}")
         return
+    if args.action == "train-demo":
+        from .segment.train_demo import train_demo
+
+        given = {"seed": args.seed, "n_subjects": args.subjects, "members": args.members and tuple(args.members)}
+        for folder in train_demo(args.out, work=args.work, threads=args.threads,
+                                 **{k: v for k, v in given.items() if v is not None}):
+            print(folder)
+        return
     if not args.name:
         raise BratsflowError(f"models {args.action} needs a model name")
     if args.action == "install":
@@ -343,12 +351,23 @@ def build_parser() -> argparse.ArgumentParser:
                                 description="Models live in $BRATSFLOW_MODELS (default ~/.cache/bratsflow/models); "
                                             "every file's SHA-256 is recorded at installation and checked before "
                                             "a checkpoint is loaded.")
-    store.add_argument("action", choices=["list", "install", "fetch", "verify"])
+    store.add_argument("action", choices=["list", "install", "fetch", "verify", "train-demo"])
     store.add_argument("name", nargs="?", help="model name in the store (verify: also a folder)")
     store.add_argument("source", nargs="?",
                        help="install: model folder, zip or URL; fetch: another address for the known release")
     store.add_argument("--sha256", help="expected SHA-256 of the zip or download (required for URLs)")
     store.add_argument("--force", action="store_true", help="replace an installed model of that name")
+    demo = store.add_argument_group("train-demo", "train the demo ensemble on synthetic subjects (CPU; about an "
+                                                  "hour with --threads 2); never use these models on patients")
+    demo.add_argument("--out", type=Path, default=Path("models/demo"), help="folder for the model folders")
+    demo.add_argument("--seed", type=int, help="seed of the training cohort and the training (default: the seed "
+                                               "the shipped demo models were trained with)")
+    demo.add_argument("--subjects", type=int, help="training subjects to synthesise (default: as for the shipped "
+                                                   "models)")
+    demo.add_argument("--work", type=Path, help="keep the cohort and nnU-Net's folders here (default: temporary)")
+    demo.add_argument("--members", nargs="+", metavar="MEMBER",
+                      help="train only these demo members (default: all; each seeds itself, so the models are "
+                           "the same)")
     store.set_defaults(func=cmd_models)
 
     atlas = commands.add_parser("atlas", help="list atlases or fetch one into the user cache")
