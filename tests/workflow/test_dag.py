@@ -46,6 +46,11 @@ def test_default_dry_run_plans_the_demo_cohort(tmp_path):
     # The default sheet lists sub-001..003 inside demo/; with the demo root elsewhere, ingest still plans them.
     assert out.count("rule ingest:") == 3
     assert "ingest_table" in out
+    # The default members are the demo ensemble: each segments every subject, then fusion, radiomics, tables.
+    for member in ("demo_regions", "demo_labels", "demo_labels_b"):
+        assert out.count(f"rule segment_{member}:") == 3
+    assert out.count("rule fuse:") == 3 and out.count("rule radiomics:") == 3
+    assert out.count("rule cohort_table:") == 1
 
 
 def _write_config(tmp_path: Path, tiny_atlas=None, **extra) -> Path:
@@ -53,6 +58,9 @@ def _write_config(tmp_path: Path, tiny_atlas=None, **extra) -> Path:
         "results": str(tmp_path / "results"),
         "demo": {"root": str(tmp_path / "demo"), "subjects": 2, "seed": 7, "resolution_mm": 3.0},
         "ingest": {"spacing_range_mm": [0.2, 16.0]},
+        # The demo ensemble (the default members) is for 1 mm subjects: the tiny cohort stops at skull stripping
+        # unless a test names its own members.
+        "segment": {"members": []},
         **extra,
     }
     if tiny_atlas:

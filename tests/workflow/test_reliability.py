@@ -61,6 +61,9 @@ class Workspace:
             "results": str(self.results),
             "ingest": {"spacing_range_mm": [0.2, 16.0]},
             "coregister": {"atlas": str(tiny_atlas[0]), "atlas_mask": str(tiny_atlas[1]), "min_nmi": TINY_MIN_NMI},
+            # Not the default demo ensemble (1 mm models, relative to the repository): these runs stop at
+            # skull stripping.
+            "segment": {"members": []},
         }))
 
     def command(self, *extra: str) -> list[str]:
