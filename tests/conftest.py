@@ -41,10 +41,6 @@ def tiny_atlas(tiny_cohort, tmp_path_factory) -> tuple[Path, Path]:
     return folder / "atlas.nii.gz", folder / "mask.nii.gz"
 
 
-# Thick-slice 3 mm data reach lower similarity than real-sized images (see the coregister.min_nmi docs).
-TINY_MIN_NMI = 1.03
-
-
 @pytest.fixture
 def loopback_server(tmp_path):
     """An HTTP server on 127.0.0.1 serving a folder: (folder, base URL)."""

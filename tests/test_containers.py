@@ -23,7 +23,7 @@ import yaml
 from bratsflow import paths
 from bratsflow.cli import main
 from bratsflow.cohort import MODALITIES
-from conftest import TINY_MIN_NMI, TINY_SPACING_RANGE_MM
+from conftest import TINY_SPACING_RANGE_MM
 
 REPO = Path(__file__).resolve().parents[1]
 SID = "sub-002"  # unseen by the tiny nnU-Net members
@@ -138,7 +138,7 @@ def test_coregister_image(images, chain, tiny_atlas):
     out = paths.step_dir(chain.results, SID, "coregister")
     chain.run(images["coregister"], "--threads", "2", "coregister", "--subject", SID,
               *modality_args(chain.images("ingest")), "--out", str(out), "--atlas", str(tiny_atlas[0]),
-              "--atlas-mask", str(tiny_atlas[1]), "--min-nmi", str(TINY_MIN_NMI))
+              "--atlas-mask", str(tiny_atlas[1]))
     atlas = nib.load(tiny_atlas[0])
     for file in chain.images("coregister").values():
         assert nib.load(file).shape == atlas.shape

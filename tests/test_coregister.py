@@ -15,7 +15,7 @@ from bratsflow.coregister import CoregisterParams, coregister, to_native
 from bratsflow.errors import ConfigError, InputError, RegistrationError
 from bratsflow.ingest import ingest_subject
 from bratsflow.io import reorient, sha256_file
-from conftest import TINY_MIN_NMI, TINY_SPACING_RANGE_MM
+from conftest import TINY_SPACING_RANGE_MM
 
 SID = "sub-001"
 LPS = np.array([-1.0, -1.0, 1.0])
@@ -31,7 +31,7 @@ def ingested(tiny_cohort, tmp_path_factory):
 
 def _params(tiny_atlas, **extra):
     image, mask = tiny_atlas
-    return CoregisterParams(atlas=str(image), atlas_mask=str(mask), min_nmi=TINY_MIN_NMI, **extra)
+    return CoregisterParams(atlas=str(image), atlas_mask=str(mask), **extra)
 
 
 @pytest.fixture(scope="module")
@@ -132,8 +132,8 @@ def test_barely_overlapping_field_of_view_is_refused(ingested, tiny_atlas, tmp_p
     slab = tmp_path / "slab.nii.gz"
     nib.save(nib.Nifti1Image(data, flair.affine), slab)
     out = tmp_path / "out"
-    message = (r"subject sub-001, FLAIR, file .*slab\.nii\.gz: registration to t1c failed: normalised mutual "
-               r"information 1\.0\d+ after registration \(best of 2 attempts\) is below")
+    message = (r"subject sub-001, FLAIR, file .*slab\.nii\.gz: registration to t1c failed its checks \(2 attempts\): "
+               r"its foreground covers \d+% of the target's foreground in view \(coregister.min_coverage 0.9\)")
     with pytest.raises(RegistrationError, match=message):
         coregister({"t1c": ingested / SID / "t1c.nii.gz", "flair": slab}, out, _params(tiny_atlas), subject=SID)
     assert not out.exists(), "nothing is written for a failed subject"

@@ -16,7 +16,6 @@ import pytest
 import yaml
 
 from bratsflow.synth import bids_image_path
-from conftest import TINY_MIN_NMI
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.workflow
@@ -64,8 +63,7 @@ def _write_config(tmp_path: Path, tiny_atlas=None, **extra) -> Path:
         **extra,
     }
     if tiny_atlas:
-        config["coregister"] = {"atlas": str(tiny_atlas[0]), "atlas_mask": str(tiny_atlas[1]),
-                                "min_nmi": TINY_MIN_NMI}
+        config["coregister"] = {"atlas": str(tiny_atlas[0]), "atlas_mask": str(tiny_atlas[1])}
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config))
     return path

@@ -28,7 +28,6 @@ from bratsflow import manifest
 from bratsflow.cohort import MODALITIES
 from bratsflow.io import reorient
 from bratsflow.synth import bids_image_path
-from conftest import TINY_MIN_NMI
 from dicom_helpers import write_dicom_series
 
 REPO = Path(__file__).resolve().parents[2]
@@ -60,7 +59,7 @@ class Workspace:
             "samples": str(self.sheet),
             "results": str(self.results),
             "ingest": {"spacing_range_mm": [0.2, 16.0]},
-            "coregister": {"atlas": str(tiny_atlas[0]), "atlas_mask": str(tiny_atlas[1]), "min_nmi": TINY_MIN_NMI},
+            "coregister": {"atlas": str(tiny_atlas[0]), "atlas_mask": str(tiny_atlas[1])},
             # Not the default demo ensemble (1 mm models, relative to the repository): these runs stop at
             # skull stripping.
             "segment": {"members": []},
@@ -267,7 +266,7 @@ def _bad_inputs(cohort: Path, folder: Path, sheet: Path) -> tuple[list[list[str]
     upright = reorient(flair, "RAS")
     flipped = saved("flipped.nii.gz", nib.Nifti1Image(np.asarray(upright.dataobj)[:, :, ::-1], upright.affine))
     case("bad-flipped", flipped, "FLAIR, file {results}/bad-flipped/ingest/flair.nii.gz: registration to t1c "
-                                 "failed: normalised mutual information")
+                                 "failed its checks")
     return rows, expected
 
 

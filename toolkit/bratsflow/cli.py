@@ -96,9 +96,10 @@ def cmd_coregister(args: argparse.Namespace) -> None:
 
     images = {m: getattr(args, m) for m in MODALITIES if getattr(args, m) is not None}
     params = CoregisterParams(atlas=args.atlas, atlas_mask=args.atlas_mask, atlas_transform=args.atlas_transform,
-                              centre=args.centre, centre_fallback=args.centre_fallback,
-                              interpolation=args.interpolation, fill_value=args.fill_value, min_nmi=args.min_nmi,
-                              seed=args.seed)
+                              inputs=args.inputs, centre=args.centre, centre_fallback=args.centre_fallback,
+                              interpolation=args.interpolation, fill_value=args.fill_value,
+                              min_overlap=args.min_overlap, min_coverage=args.min_coverage, min_peak=args.min_peak,
+                              min_nmi=args.min_nmi, seed=args.seed)
     coregister(images, args.out, params, subject=args.subject, threads=args.threads)
 
 
@@ -306,6 +307,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="check against this manifest instead (e.g. another run's, to compare two runs)")
     verify.set_defaults(func=cmd_verify)
 
+    from .coregister import INPUT_KINDS, CoregisterParams
+
+    coreg_defaults = CoregisterParams()
     coreg = commands.add_parser("coregister", help="register all modalities to the centre one and to the atlas")
     _add_modality_arguments(coreg, required=False)
     coreg.add_argument("--out", type=Path, required=True, help="output folder")
@@ -319,9 +323,19 @@ def build_parser() -> argparse.ArgumentParser:
                        help="centre when the centre modality is missing (default t1)")
     coreg.add_argument("--interpolation", default="linear", choices=["linear", "bspline"])
     coreg.add_argument("--fill-value", type=float, default=0.0, help="value of out-of-view voxels (default 0)")
-    coreg.add_argument("--min-nmi", type=float, default=1.12,
+    coreg.add_argument("--inputs", default=coreg_defaults.inputs, choices=INPUT_KINDS,
+                       help="coregistered: the images are aligned on one grid already (kept as given); native: "
+                            "register every image; auto (default): keep those that are")
+    coreg.add_argument("--min-overlap", type=float, default=coreg_defaults.min_overlap,
+                       help="refuse a registration whose field of view covers less of the target's foreground")
+    coreg.add_argument("--min-coverage", type=float, default=coreg_defaults.min_coverage,
+                       help="refuse a registration whose foreground covers less of the target's foreground")
+    coreg.add_argument("--min-peak", type=float, default=coreg_defaults.min_peak,
+                       help="refuse a registration whose similarity peak is shallower than this (below 0: a move of "
+                            "a few mm or degrees aligns better)")
+    coreg.add_argument("--min-nmi", type=float, default=coreg_defaults.min_nmi,
                        help="refuse a registration whose normalised mutual information stays below this")
-    coreg.add_argument("--seed", type=int, default=1, help="seed of ANTs' metric sampling")
+    coreg.add_argument("--seed", type=int, default=coreg_defaults.seed, help="seed of ANTs' metric sampling")
     coreg.set_defaults(func=cmd_coregister)
 
     native = commands.add_parser("to-native", help="map an atlas-space image or label map to a native space")

@@ -19,17 +19,20 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
+from scipy import ndimage as ndi
 
+from .alignment import AlignmentCheck, MovingImage, check_alignment, foreground
 from .atlas import load_atlas
 from .cohort import MODALITY_NAMES
 from .errors import ConfigError, InputError, RegistrationError
-from .io import check_image, from_ants, label_image, load_image, save_image, save_json, sha256_file, to_ants
+from .io import (check_image, from_ants, label_image, load_image, same_grid, save_image, save_json, sha256_file,
+                 to_ants)
 from .provenance import Timer, environment
 
 log = logging.getLogger(__name__)
 
 STAGE_TYPES = {"rigid": "Rigid", "affine": "Affine"}
-EVALUATION_SPACING_MM = 2.0
+INPUT_KINDS = ("auto", "native", "coregistered")
 ITK_THREADS = "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"
 INTERPOLATORS = {"linear": "linear", "bspline": "bSpline", "nearest": "nearestNeighbor", "label": "genericLabel"}
 
@@ -40,6 +43,11 @@ class CoregisterParams:
     atlas_mask: str | None = None
     # The centre's final mapping onto the atlas: "rigid", or "affine" (rigid first, then affine).
     atlas_transform: str = "rigid"
+    # "coregistered": the images are already aligned on one grid (e.g. BraTS format): each stays as it is and
+    # only the centre is registered to the atlas (or kept too, when it is on the atlas grid already); "native":
+    # register every image; "auto": keep an image that shares the centre's grid (the centre: the atlas grid) and
+    # passes the checks there as it is, register the others.
+    inputs: str = "auto"
     centre: str = "t1c"
     # When the centre modality is missing: register onto this one instead (None: fail).
     centre_fallback: str | None = "t1"
@@ -61,8 +69,21 @@ class CoregisterParams:
     # The atlas brain mask, dilated by this, restricts the metric: a whole-head image against a brain-only
     # template, and (mapped to native space) the brain region for the co-registrations.
     mask_dilation_mm: float = 5.0
-    # Normalised mutual information (1 = independent, 2 = identical) below which a registration is refused.
-    min_nmi: float = 1.12
+    # Checks every registration must pass (alignment.py): the part of the fixed foreground inside the moving
+    # image's field of view, the part of that covered by the moving foreground, the similarity peak's relative
+    # depth at ± check_shift_mm / check_angle_deg, and an absolute floor of normalised mutual information
+    # (1 = independent, 2 = identical) that only unrelated images fall under.
+    min_overlap: float = 0.5
+    min_coverage: float = 0.9
+    min_peak: float = 0.0
+    min_nmi: float = 1.01
+    check_shift_mm: float = 3.0
+    check_angle_deg: float = 3.0
+    # The atlas is another brain than the subject's: its similarity peak is broad, so the atlas registration's
+    # peak is probed this many times farther out, and its coverage taken over the atlas brain less this margin
+    # (brains differ in size by more than a rigid or affine fit absorbs at the edge).
+    atlas_check_scale: float = 2.0
+    atlas_core_margin_mm: float = 10.0
     seed: int = 1
 
 
@@ -73,21 +94,20 @@ class Registration:
     nmi_before: float
     nmi_after: float
     seconds: float
-    nmi_after_each_attempt: list[float]
+    checks: dict
+    attempts: list[dict]
+    method: str = "registered"
 
 
-def normalized_mutual_information(a: np.ndarray, b: np.ndarray, bins: int = 16) -> float:
-    """(H(A) + H(B)) / H(A, B) over paired samples, on robust (0.5–99.5 percentile) intensity ranges."""
-    ranges = [np.percentile(x, [0.5, 99.5]) for x in (a, b)]
-    joint, _, _ = np.histogram2d(a, b, bins=bins, range=[r if r[1] > r[0] else (r[0], r[0] + 1) for r in ranges])
-    joint /= max(joint.sum(), 1)
+@dataclass(frozen=True)
+class Reference:
+    """A registration's fixed side for the checks: the image at the evaluation resolution, its foreground, the
+    part of it the moving foreground must cover, and how far out the similarity peak is probed."""
 
-    def entropy(p: np.ndarray) -> float:
-        p = p[p > 0]
-        return float(-(p * np.log(p)).sum())
-
-    h_joint = entropy(joint)
-    return (entropy(joint.sum(axis=0)) + entropy(joint.sum(axis=1))) / h_joint if h_joint > 0 else 1.0
+    grid: object
+    foreground: np.ndarray
+    core: np.ndarray
+    scale: float = 1.0
 
 
 def register_linear(fixed_path: str, moving_path: str, mask_path: str | None, kind: str, params: CoregisterParams,
@@ -171,6 +191,8 @@ class Coregistration:
         self.threads = max(1, threads)
         if params.atlas_transform not in STAGE_TYPES:
             raise ConfigError(f"atlas_transform must be one of {list(STAGE_TYPES)}, not {params.atlas_transform!r}")
+        if params.inputs not in INPUT_KINDS:
+            raise ConfigError(f"coregister inputs must be one of {list(INPUT_KINDS)}, not {params.inputs!r}")
         if params.interpolation not in ("linear", "bspline"):
             raise ConfigError(f"image interpolation must be linear or bspline, not {params.interpolation!r}")
 
@@ -182,12 +204,13 @@ class Coregistration:
         timer = Timer()
 
         with timer.phase("load"):
-            native = {}
+            loaded = {}
             for modality, path in images.items():
                 # Spacing policy is ingest's business; here only what would break a registration.
-                img = check_image(load_image(path, subject=self.subject, modality=modality), subject=self.subject,
-                                  modality=modality, file=path, spacing_range_mm=None)
-                native[modality] = to_ants(img)
+                loaded[modality] = check_image(load_image(path, subject=self.subject, modality=modality),
+                                               subject=self.subject, modality=modality, file=path,
+                                               spacing_range_mm=None)
+            native = {modality: to_ants(img) for modality, img in loaded.items()}
             centre = params.centre if params.centre in native else params.centre_fallback
             if centre not in native:
                 raise InputError(f"the centre modality {params.centre} is missing and the fallback "
@@ -216,6 +239,12 @@ class Coregistration:
                         ants.image_write(ants.resample_image_to_target(
                             atlas_mask, ants.image_read(paths["atlas", res]), interp_type="nearestNeighbor"),
                             atlas_mask_paths[res])
+                references = self._references(atlas, {name: ants.image_read(paths[name, coarse])
+                                                      for name in ("atlas", centre)}, centre)
+                moving = {m: MovingImage(ants.image_read(paths[m, coarse])) for m in native}
+                identity = _write_matrix(np.eye(4), str(workdir / "identity.mat"))
+                kept = self._kept_as_given(loaded, atlas, centre, references, moving, identity, images)
+                records.update(kept)
                 native_mask_path = str(workdir / "native_mask.nii")
                 pool = stack.enter_context(single_threaded_pool(min(self.threads, len(native))))
 
@@ -227,9 +256,11 @@ class Coregistration:
                 # Every modality rigidly onto the atlas: the same well-posed problem for each (a whole head onto
                 # a brain template, pose within the scanner's range), where a direct registration between two
                 # poses can meet a local optimum. These also start the co-registrations.
+                to_register = [m for m in native if m not in kept]
                 jobs = {m: (paths["atlas", coarse], paths[m, coarse], atlas_mask_paths.get(coarse), "rigid",
-                            str(workdir / f"{m}-to-atlas-rigid"), None) for m in native}
+                            str(workdir / f"{m}-to-atlas-rigid"), None) for m in to_register}
                 hub = {m: future.result() for m, future in {m: submit(m, job) for m, job in jobs.items()}.items()}
+                hub.update({m: (identity, 0.0) for m in kept if m == centre})
                 centre_rigid = hub[centre][0]
                 # The atlas brain mask in the centre's native space: co-registrations look at the brain.
                 native_mask = None if atlas_mask is None else ants.apply_transforms(
@@ -237,9 +268,11 @@ class Coregistration:
                     interpolator="nearestNeighbor")
                 if native_mask is not None:
                     ants.image_write(native_mask, native_mask_path)
-                second = {centre: (paths["atlas", fine], paths[centre, fine], atlas_mask_paths.get(fine),
-                                   params.atlas_transform, str(workdir / f"{centre}-to-atlas-final"), centre_rigid)}
-                for modality in native:
+                second = {}
+                if centre in to_register:
+                    second[centre] = (paths["atlas", fine], paths[centre, fine], atlas_mask_paths.get(fine),
+                                      params.atlas_transform, str(workdir / f"{centre}-to-atlas-final"), centre_rigid)
+                for modality in to_register:
                     if modality != centre:
                         # Start: centre -> atlas (inverse of the centre's rigid) -> modality (its rigid).
                         start = _write_matrix(_matrix(hub[modality][0]) @ np.linalg.inv(_matrix(centre_rigid)),
@@ -249,22 +282,19 @@ class Coregistration:
                                             str(workdir / f"{modality}-to-{centre}"), start)
                 futures = {m: submit(m, job) for m, job in second.items()}
                 done = {m: future.result() for m, future in futures.items()}
+                done.update({m: (identity, 0.0) for m in kept})
                 jobs.update(second)
 
             with timer.phase("check"):
-                # A registration stuck in a local optimum gets a second try with another sampling seed.
+                # A registration that fails a check gets a second try with another sampling seed.
                 def retry(modality: str) -> tuple[str, float]:
                     return submit(modality, jobs[modality], replace(params, seed=params.seed + 1), "-retry").result()
 
-                grid, grid_mask = evaluation_grid(fixed, atlas_mask)
-                records[centre], done[centre] = self._checked(
-                    grid, grid_mask, native[centre], centre, "atlas", done[centre], retry, images[centre])
-                grid, grid_mask = evaluation_grid(native[centre], native_mask)
-                for modality in native:
-                    if modality != centre:
-                        records[modality], done[modality] = self._checked(
-                            grid, grid_mask, native[modality], modality, centre, done[modality], retry,
-                            images[modality])
+                for modality in to_register:
+                    target = "atlas" if modality == centre else centre
+                    records[modality], done[modality] = self._checked(
+                        references[target], moving[modality], modality, target, done[modality], retry,
+                        images[modality])
             atlas_tx = done[centre][0]
             coreg_tx = {m: tx for m, (tx, _) in done.items() if m != centre}
 
@@ -312,36 +342,101 @@ class Coregistration:
         save_json(record, out_dir / "coregister.json")
         return record
 
-    def _checked(self, grid, grid_mask, moving, modality, target, result, retry, file):
-        """Measure a registration; retry it once when its similarity is too low; refuse it if still too low."""
+    def _references(self, atlas, copies: dict, centre: str) -> dict[str, Reference]:
+        """The fixed sides of the checks: the atlas (its brain, and its core for coverage) and the centre."""
+        params = self.params
+        atlas_grid = copies["atlas"]
+        if atlas.mask is not None:
+            import ants
+
+            brain = ants.resample_image_to_target(to_ants(atlas.mask), atlas_grid,
+                                                  interp_type="nearestNeighbor").numpy() > 0
+        else:
+            brain = foreground(atlas_grid.numpy())
+        core = ndi.distance_transform_edt(brain, sampling=atlas_grid.spacing) > params.atlas_core_margin_mm
+        centre_foreground = foreground(copies[centre].numpy())
+        return {"atlas": Reference(atlas_grid, brain, core, params.atlas_check_scale),
+                centre: Reference(copies[centre], centre_foreground, centre_foreground)}
+
+    def _kept_as_given(self, loaded: dict, atlas, centre: str, references: dict[str, Reference],
+                       moving: dict[str, MovingImage], identity: str, images: dict) -> dict[str, Registration]:
+        """The images that stay as they are (see CoregisterParams.inputs), with the checks that allowed it.
+
+        An image on its target's grid is kept when the identity passes the checks there; declared
+        "coregistered" inputs that are not on the centre's grid, or not aligned there, fail the subject."""
+        params = self.params
+        kept = {}
+        if params.inputs == "native":
+            return kept
+        for modality, img in loaded.items():
+            target, grid = ("atlas", atlas.image) if modality == centre else (centre, loaded[centre])
+            where = dict(subject=self.subject, modality=MODALITY_NAMES.get(modality, modality), file=images[modality])
+            if not same_grid(img, grid):
+                if params.inputs == "coregistered" and modality != centre:
+                    raise InputError(f"coregister.inputs is 'coregistered' but the image is not on the grid of "
+                                     f"{target} (shape {img.shape}, voxel size {_spacing(img)} mm vs "
+                                     f"{grid.shape}, {_spacing(grid)} mm)", **where)
+                continue
+            reference = references[target]
+            check = check_alignment(reference.grid, reference.foreground, moving[modality], np.eye(4),
+                                    core=reference.core, shift_mm=params.check_shift_mm * reference.scale,
+                                    angle_deg=params.check_angle_deg * reference.scale)
+            failures = self._failures(check)
+            log.info("%s: %s on the grid of %s: kept as given %s", self.subject, modality, target,
+                     f"is refused: {'; '.join(failures)}" if failures else "(the checks pass)")
+            if not failures:
+                kept[modality] = Registration(modality, target, round(check.nmi_before, 4), round(check.nmi, 4),
+                                              0.0, check.as_record(), [], method="kept as given (identity)")
+            elif params.inputs == "coregistered" and modality != centre:
+                raise RegistrationError(f"coregister.inputs is 'coregistered' but the image is not aligned with "
+                                        f"{target}: {'; '.join(failures)}", **where)
+        return kept
+
+    def _checked(self, reference: Reference, moving: MovingImage, modality, target, result, retry, file):
+        """Check a registration (`moving`: the modality's working copy at the evaluation resolution); retry it
+        once when a check fails; refuse it if the retry fails too."""
         attempts = []
         for attempt in (1, 2):
             transform, seconds = result
-            nmi_before, nmi_after = self._similarity(grid, grid_mask, moving, transform)
-            attempts.append(round(nmi_after, 4))
-            log.info("%s: %s -> %s attempt %d NMI %.3f -> %.3f (%.1f s)", self.subject, modality, target, attempt,
-                     nmi_before, nmi_after, seconds)
-            if nmi_after >= self.params.min_nmi:
-                registration = Registration(modality, target, round(nmi_before, 4), round(nmi_after, 4),
-                                            round(seconds, 2), attempts)
-                return registration, result
+            check = check_alignment(reference.grid, reference.foreground, moving, _matrix(transform),
+                                    core=reference.core, shift_mm=self.params.check_shift_mm * reference.scale,
+                                    angle_deg=self.params.check_angle_deg * reference.scale)
+            failures = self._failures(check)
+            attempts.append({**check.as_record(), "seconds": round(seconds, 2), "failed": failures})
+            log.info("%s: %s -> %s attempt %d: NMI %.3f -> %.3f, overlap %.3f, coverage %.3f, peak %.3f (%s) "
+                     "(%.1f s)%s", self.subject, modality, target, attempt, check.nmi_before, check.nmi,
+                     check.overlap, check.coverage, check.peak, check.nearest_rival, seconds,
+                     f": {'; '.join(failures)}" if failures else "")
+            if not failures:
+                return Registration(modality, target, round(check.nmi_before, 4), round(check.nmi, 4),
+                                    round(seconds, 2), check.as_record(), attempts), result
             if attempt == 1:
                 result = retry(modality)
         raise RegistrationError(
-            f"registration to {target} failed: normalised mutual information {max(attempts):.3f} after "
-            f"registration (best of {len(attempts)} attempts) is below {self.params.min_nmi} (too little overlap, "
-            f"an empty image, or an image of another subject?)",
+            f"registration to {target} failed its checks (2 attempts): {'; '.join(attempts[-1]['failed'])} — "
+            f"an image upside down or with swapped axes, of another subject, or with too little in view?",
             subject=self.subject, modality=MODALITY_NAMES.get(modality, modality), file=file)
 
-    @staticmethod
-    def _similarity(grid, grid_mask, moving, transform) -> tuple[float, float]:
-        import ants
+    def _failures(self, check: AlignmentCheck) -> list[str]:
+        params = self.params
+        failures = []
+        if check.overlap < params.min_overlap:
+            failures.append(f"its field of view covers {check.overlap:.0%} of the target's foreground "
+                            f"(coregister.min_overlap {params.min_overlap:g})")
+        if check.coverage < params.min_coverage:
+            failures.append(f"its foreground covers {check.coverage:.0%} of the target's foreground in view "
+                            f"(coregister.min_coverage {params.min_coverage:g})")
+        if check.peak < params.min_peak:
+            failures.append(f"moving it by {check.nearest_rival} aligns it better (similarity peak depth "
+                            f"{check.peak:.3f} < coregister.min_peak {params.min_peak:g})")
+        if check.nmi < params.min_nmi:
+            failures.append(f"normalised mutual information {check.nmi:.3f} is below coregister.min_nmi "
+                            f"{params.min_nmi:g}")
+        return failures
 
-        inside = grid_mask.numpy() > 0 if grid_mask is not None else np.ones(grid.shape, bool)
-        fixed_values = grid.numpy()[inside]
-        before = ants.resample_image_to_target(moving, grid, interp_type="linear").numpy()[inside]
-        after = ants.apply_transforms(grid, moving, [transform], interpolator="linear").numpy()[inside]
-        return normalized_mutual_information(fixed_values, before), normalized_mutual_information(fixed_values, after)
+
+def _spacing(img) -> str:
+    return "×".join(f"{z:.3g}" for z in img.header.get_zooms()[:3])
 
 
 def working_copy(image, spacing_mm: float):
@@ -350,17 +445,6 @@ def working_copy(image, spacing_mm: float):
 
     smooth = ants.smooth_image(image, spacing_mm / 2, sigma_in_physical_coordinates=True)
     return ants.resample_image(smooth, (spacing_mm,) * 3, use_voxels=False, interp_type=0)
-
-
-def evaluation_grid(image, mask=None):
-    """A copy of `image` on a grid of at least 2 mm (and `mask` on it): similarity there is as telling as at
-    full resolution and up to 8× cheaper."""
-    import ants
-
-    spacing = max(EVALUATION_SPACING_MM, *image.spacing)
-    grid = ants.resample_image(image, (spacing,) * 3, use_voxels=False, interp_type=0)
-    return grid, None if mask is None else ants.resample_image_to_target(mask, grid,
-                                                                          interp_type="nearestNeighbor")
 
 
 def coregister(images: dict[str, str | Path], out_dir: str | Path, params: CoregisterParams = CoregisterParams(),

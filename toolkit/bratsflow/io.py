@@ -353,6 +353,14 @@ def _json_default(value: Any) -> Any:
 _RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0])
 
 
+# Two grids closer than this (affine entries, mm) are one grid.
+GRID_TOLERANCE_MM = 1e-3
+
+
+def same_grid(a: nib.Nifti1Image, b: nib.Nifti1Image) -> bool:
+    return a.shape[:3] == b.shape[:3] and np.allclose(a.affine, b.affine, rtol=0, atol=GRID_TOLERANCE_MM)
+
+
 def to_ants(img: nib.Nifti1Image, dtype=np.float32):
     """A nibabel image as an ANTsImage with the same voxels and world geometry."""
     import ants

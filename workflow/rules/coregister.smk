@@ -34,6 +34,8 @@ rule coregister:
         " --atlas-transform {params.options[atlas_transform]}"
         " --centre {params.options[centre]} --centre-fallback {params.options[centre_fallback]}"
         " --interpolation {params.options[interpolation]} --fill-value {params.options[fill_value]}"
+        " --inputs {params.options[inputs]} --min-overlap {params.options[min_overlap]}"
+        " --min-coverage {params.options[min_coverage]} --min-peak {params.options[min_peak]}"
         " --min-nmi {params.options[min_nmi]} --seed {params.options[seed]} > {log} 2>&1"
 
 
