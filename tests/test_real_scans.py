@@ -70,7 +70,10 @@ def test_real_cases_pass_the_default_checks(real, case, tiny_atlas, tmp_path):
     assert set(registrations) == set(MODALITIES)
     for modality, registration in registrations.items():
         checks = registration["checks"]
-        assert checks["coverage"] >= 0.9 and checks["overlap"] >= 0.9 and checks["peak"] >= 0, (modality, checks)
+        assert checks["coverage"] >= 0.9 and checks["overlap"] >= 0.9, (modality, checks)
+        # Offsets from the similarity optimum (mm, degrees): measured ≤ 1.1 here, ≤ 1.3 against the atlas.
+        limit = 3.0 if registration["fixed"] == "atlas" else 1.5
+        assert all(abs(offset) < limit for offset in checks["offsets"].values()), (modality, checks)
     kept = {m for m, r in registrations.items() if r["method"].startswith("kept")}
     # BraTS format: one grid, already aligned; TCGA: three scanner grids, each registered.
     assert kept == ({"t1", "t2", "flair"} if case == "gli" else set())
@@ -113,7 +116,7 @@ def test_declared_coregistered_inputs_are_checked(real, tiny_atlas, tmp_path):
 
     gli = _ingested(real, "gli", tmp_path / "gli", change)
     with pytest.raises(RegistrationError, match=r"FLAIR, .*coregister.inputs is 'coregistered' but the image is not "
-                                                r"aligned with t1c: .*moving it by"):
+                                                r"aligned with t1c: .*(covers|similarity peaks)"):
         coregister(gli, tmp_path / "out", _params(tiny_atlas, inputs="coregistered"), subject="gli")
     record = coregister(gli, tmp_path / "registered", _params(tiny_atlas, inputs="native"), subject="gli",
                         threads=2)

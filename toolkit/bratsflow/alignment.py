@@ -7,10 +7,12 @@ So a registration is judged by what holds for any pair of images of one head:
   slices cannot be placed reliably;
 - **coverage**: the part of that covered foreground on which the moving image has foreground too; a flipped,
   swapped or far-off image leaves much of it uncovered;
-- **peak**: the similarity is a local maximum at the scale of a few millimetres and degrees: no rigid
-  perturbation (± `shift_mm` along each axis, ± `angle_deg` about each axis, about the fixed foreground's
-  centre) aligns the images better. The value is the smallest relative loss, (S(T) − S(T∘P)) / (S(T) − 1), over
-  the twelve perturbations P: negative when one of them is better, so the registration is off.
+- **offsets**: how far the result lies from the similarity optimum, along each rigid axis. The similarity S is
+  probed at ± `shift_mm` along each axis and ± `angle_deg` about each axis (about the fixed foreground's centre);
+  a parabola through S(−d), S(0), S(+d) puts the optimum at d (S(+d) − S(−d)) / (2 (2 S(0) − S(−d) − S(+d))).
+  A correct registration sits at the optimum; one stuck in a wrong pose lies far from it, or on no peak at all
+  (a flat or hollow similarity: offset None). Unlike the similarity's value, its shape is comparable across
+  contrasts and resolutions.
 
 Images are ANTs images (LPS physical space); a registration is a 4×4 matrix mapping fixed points to moving points,
 as ANTs transform files do. Sampling is done here with scipy at the fixed foreground's voxels only, which is what
@@ -35,13 +37,27 @@ class AlignmentCheck:
     nmi_before: float
     overlap: float
     coverage: float
-    peak: float
-    # The perturbation that came closest to the result (or beat it): e.g. "+3 mm x", "-3° z".
-    nearest_rival: str
+    # Axis ("shift x" … "rotation z") -> estimated distance from the similarity optimum (mm or degrees, signed);
+    # None where the similarity has no peak along that axis.
+    offsets: dict[str, float | None]
+
+    def worst_offset(self, max_shift_mm: float, max_angle_deg: float) -> tuple[str, float | None, float]:
+        """The axis farthest from its optimum relative to its tolerance: (axis, offset, tolerance)."""
+        def ratio(item):
+            axis, offset = item
+            return np.inf if offset is None else abs(offset) / _tolerance(axis, max_shift_mm, max_angle_deg)
+
+        axis, offset = max(self.offsets.items(), key=ratio)
+        return axis, offset, _tolerance(axis, max_shift_mm, max_angle_deg)
 
     def as_record(self) -> dict:
         return {"nmi": round(self.nmi, 4), "nmi_before": round(self.nmi_before, 4), "overlap": round(self.overlap, 4),
-                "coverage": round(self.coverage, 4), "peak": round(self.peak, 4), "nearest_rival": self.nearest_rival}
+                "coverage": round(self.coverage, 4),
+                "offsets": {axis: None if v is None else round(v, 2) for axis, v in self.offsets.items()}}
+
+
+def _tolerance(axis: str, max_shift_mm: float, max_angle_deg: float) -> float:
+    return max_shift_mm if axis.startswith("shift") else max_angle_deg
 
 
 def normalized_mutual_information(a: np.ndarray, b: np.ndarray, bins: int = BINS) -> float:
@@ -93,19 +109,31 @@ def _rotation(axis: np.ndarray, angle_rad: float) -> np.ndarray:
     return np.eye(3) * c + s * k + (1 - c) * np.outer(axis, axis)
 
 
-def perturbations(centre_lps: np.ndarray, shift_mm: float, angle_deg: float) -> dict[str, np.ndarray]:
-    """Twelve rigid moves of the fixed space as 4×4 LPS matrices: shifts along and rotations about each axis."""
+def perturbations(centre_lps: np.ndarray, shift_mm: float, angle_deg: float) -> dict[str, tuple[np.ndarray, ...]]:
+    """Rigid moves of the fixed space as 4×4 LPS matrices, (−, +) per axis: shifts along and rotations about x,
+    y and z."""
     moves = {}
     for name, axis in zip("xyz", AXES):
-        for sign, label in ((1, "+"), (-1, "-")):
+        shifts, rotations = [], []
+        for sign in (-1, 1):
             shift = np.eye(4)
             shift[:3, 3] = sign * shift_mm * axis
-            moves[f"{label}{shift_mm:g} mm {name}"] = shift
+            shifts.append(shift)
             rotate = np.eye(4)
             rotate[:3, :3] = _rotation(axis, np.deg2rad(sign * angle_deg))
             rotate[:3, 3] = centre_lps - rotate[:3, :3] @ centre_lps
-            moves[f"{label}{angle_deg:g}° {name}"] = rotate
+            rotations.append(rotate)
+        moves[f"shift {name}"] = tuple(shifts)
+        moves[f"rotation {name}"] = tuple(rotations)
     return moves
+
+
+def optimum_offset(minus: float, centre: float, plus: float, step: float) -> float | None:
+    """Where a parabola through (−step, minus), (0, centre), (step, plus) peaks; None when it has no maximum."""
+    curvature = 2 * centre - minus - plus
+    if curvature <= 0:
+        return None
+    return step * (plus - minus) / (2 * curvature)
 
 
 class MovingImage:
@@ -152,7 +180,7 @@ def check_alignment(fixed, fixed_foreground: np.ndarray, moving: MovingImage, ma
     core_in_view = moving.in_view(core_indices)
     coverage = float(moving.foreground_at(core_indices[:, core_in_view]).mean()) if core_in_view.any() else 0.0
     if in_view.sum() < 100:
-        return AlignmentCheck(1.0, 1.0, overlap, coverage, -1.0, "too few voxels in view")
+        return AlignmentCheck(1.0, 1.0, overlap, coverage, {"shift x": None})
 
     voxels = voxels[:, in_view]
     fixed_values = fixed.numpy()[tuple(voxels.astype(np.intp))]
@@ -161,9 +189,9 @@ def check_alignment(fixed, fixed_foreground: np.ndarray, moving: MovingImage, ma
         return normalized_mutual_information(fixed_values, moving.values(moved(voxels, candidate)))
 
     nmi = similarity(matrix)
-    gain = max(nmi - 1.0, 1e-6)
     centre = to_physical[:3, :3] @ voxels.mean(axis=1) + to_physical[:3, 3]
-    losses = {name: (nmi - similarity(matrix @ move)) / gain
-              for name, move in perturbations(centre, shift_mm, angle_deg).items()}
-    rival = min(losses, key=losses.get)
-    return AlignmentCheck(nmi, similarity(np.eye(4)), overlap, coverage, float(losses[rival]), rival)
+    offsets = {}
+    for axis, (minus, plus) in perturbations(centre, shift_mm, angle_deg).items():
+        step = shift_mm if axis.startswith("shift") else angle_deg
+        offsets[axis] = optimum_offset(similarity(matrix @ minus), nmi, similarity(matrix @ plus), step)
+    return AlignmentCheck(nmi, similarity(np.eye(4)), overlap, coverage, offsets)

@@ -98,7 +98,8 @@ def cmd_coregister(args: argparse.Namespace) -> None:
     params = CoregisterParams(atlas=args.atlas, atlas_mask=args.atlas_mask, atlas_transform=args.atlas_transform,
                               inputs=args.inputs, centre=args.centre, centre_fallback=args.centre_fallback,
                               interpolation=args.interpolation, fill_value=args.fill_value,
-                              min_overlap=args.min_overlap, min_coverage=args.min_coverage, min_peak=args.min_peak,
+                              min_overlap=args.min_overlap, min_coverage=args.min_coverage,
+                              max_offset_mm=args.max_offset_mm, max_offset_deg=args.max_offset_deg,
                               min_nmi=args.min_nmi, seed=args.seed)
     coregister(images, args.out, params, subject=args.subject, threads=args.threads)
 
@@ -330,9 +331,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="refuse a registration whose field of view covers less of the target's foreground")
     coreg.add_argument("--min-coverage", type=float, default=coreg_defaults.min_coverage,
                        help="refuse a registration whose foreground covers less of the target's foreground")
-    coreg.add_argument("--min-peak", type=float, default=coreg_defaults.min_peak,
-                       help="refuse a registration whose similarity peak is shallower than this (below 0: a move of "
-                            "a few mm or degrees aligns better)")
+    coreg.add_argument("--max-offset-mm", type=float, default=coreg_defaults.max_offset_mm,
+                       help="refuse a registration whose similarity optimum lies farther along an axis (mm)")
+    coreg.add_argument("--max-offset-deg", type=float, default=coreg_defaults.max_offset_deg,
+                       help="refuse a registration whose similarity optimum lies farther about an axis (degrees)")
     coreg.add_argument("--min-nmi", type=float, default=coreg_defaults.min_nmi,
                        help="refuse a registration whose normalised mutual information stays below this")
     coreg.add_argument("--seed", type=int, default=coreg_defaults.seed, help="seed of ANTs' metric sampling")

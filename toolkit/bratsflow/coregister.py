@@ -70,18 +70,20 @@ class CoregisterParams:
     # template, and (mapped to native space) the brain region for the co-registrations.
     mask_dilation_mm: float = 5.0
     # Checks every registration must pass (alignment.py): the part of the fixed foreground inside the moving
-    # image's field of view, the part of that covered by the moving foreground, the similarity peak's relative
-    # depth at ± check_shift_mm / check_angle_deg, and an absolute floor of normalised mutual information
-    # (1 = independent, 2 = identical) that only unrelated images fall under.
+    # image's field of view, the part of that covered by the moving foreground, the distance of the result from
+    # the similarity optimum along each rigid axis (probed at ± that distance), and an absolute floor of
+    # normalised mutual information (1 = independent, 2 = identical) that only unrelated images fall under.
     min_overlap: float = 0.5
     min_coverage: float = 0.9
-    min_peak: float = 0.0
+    max_offset_mm: float = 3.0
+    max_offset_deg: float = 3.0
     min_nmi: float = 1.01
-    check_shift_mm: float = 3.0
-    check_angle_deg: float = 3.0
+    # Where the similarity is probed to find its optimum (a parabola through −d, 0, +d).
+    probe_mm: float = 3.0
+    probe_deg: float = 3.0
     # The atlas is another brain than the subject's: its similarity peak is broad, so the atlas registration's
-    # peak is probed this many times farther out, and its coverage taken over the atlas brain less this margin
-    # (brains differ in size by more than a rigid or affine fit absorbs at the edge).
+    # offsets are probed and allowed this many times farther out, and its coverage taken over the atlas brain
+    # less this margin (brains differ in size by more than a rigid or affine fit absorbs at the edge).
     atlas_check_scale: float = 2.0
     atlas_core_margin_mm: float = 10.0
     seed: int = 1
@@ -379,9 +381,9 @@ class Coregistration:
                 continue
             reference = references[target]
             check = check_alignment(reference.grid, reference.foreground, moving[modality], np.eye(4),
-                                    core=reference.core, shift_mm=params.check_shift_mm * reference.scale,
-                                    angle_deg=params.check_angle_deg * reference.scale)
-            failures = self._failures(check)
+                                    core=reference.core, shift_mm=params.probe_mm * reference.scale,
+                                    angle_deg=params.probe_deg * reference.scale)
+            failures = check_failures(check, params, reference.scale)
             log.info("%s: %s on the grid of %s: kept as given %s", self.subject, modality, target,
                      f"is refused: {'; '.join(failures)}" if failures else "(the checks pass)")
             if not failures:
@@ -399,13 +401,13 @@ class Coregistration:
         for attempt in (1, 2):
             transform, seconds = result
             check = check_alignment(reference.grid, reference.foreground, moving, _matrix(transform),
-                                    core=reference.core, shift_mm=self.params.check_shift_mm * reference.scale,
-                                    angle_deg=self.params.check_angle_deg * reference.scale)
-            failures = self._failures(check)
+                                    core=reference.core, shift_mm=self.params.probe_mm * reference.scale,
+                                    angle_deg=self.params.probe_deg * reference.scale)
+            failures = check_failures(check, self.params, reference.scale)
             attempts.append({**check.as_record(), "seconds": round(seconds, 2), "failed": failures})
-            log.info("%s: %s -> %s attempt %d: NMI %.3f -> %.3f, overlap %.3f, coverage %.3f, peak %.3f (%s) "
+            log.info("%s: %s -> %s attempt %d: NMI %.3f -> %.3f, overlap %.3f, coverage %.3f, offsets %s "
                      "(%.1f s)%s", self.subject, modality, target, attempt, check.nmi_before, check.nmi,
-                     check.overlap, check.coverage, check.peak, check.nearest_rival, seconds,
+                     check.overlap, check.coverage, check.as_record()["offsets"], seconds,
                      f": {'; '.join(failures)}" if failures else "")
             if not failures:
                 return Registration(modality, target, round(check.nmi_before, 4), round(check.nmi, 4),
@@ -417,22 +419,27 @@ class Coregistration:
             f"an image upside down or with swapped axes, of another subject, or with too little in view?",
             subject=self.subject, modality=MODALITY_NAMES.get(modality, modality), file=file)
 
-    def _failures(self, check: AlignmentCheck) -> list[str]:
-        params = self.params
-        failures = []
-        if check.overlap < params.min_overlap:
-            failures.append(f"its field of view covers {check.overlap:.0%} of the target's foreground "
-                            f"(coregister.min_overlap {params.min_overlap:g})")
-        if check.coverage < params.min_coverage:
-            failures.append(f"its foreground covers {check.coverage:.0%} of the target's foreground in view "
-                            f"(coregister.min_coverage {params.min_coverage:g})")
-        if check.peak < params.min_peak:
-            failures.append(f"moving it by {check.nearest_rival} aligns it better (similarity peak depth "
-                            f"{check.peak:.3f} < coregister.min_peak {params.min_peak:g})")
-        if check.nmi < params.min_nmi:
-            failures.append(f"normalised mutual information {check.nmi:.3f} is below coregister.min_nmi "
-                            f"{params.min_nmi:g}")
-        return failures
+def check_failures(check: AlignmentCheck, params: CoregisterParams, scale: float = 1.0) -> list[str]:
+    """What a registration's check values fail of the configured limits (the atlas' offsets scaled by `scale`)."""
+    failures = []
+    if check.overlap < params.min_overlap:
+        failures.append(f"its field of view covers {check.overlap:.0%} of the target's foreground "
+                        f"(coregister.min_overlap {params.min_overlap:g})")
+    if check.coverage < params.min_coverage:
+        failures.append(f"its foreground covers {check.coverage:.0%} of the target's foreground in view "
+                        f"(coregister.min_coverage {params.min_coverage:g})")
+    axis, offset, tolerance = check.worst_offset(params.max_offset_mm * scale, params.max_offset_deg * scale)
+    unit = "mm" if axis.startswith("shift") else "°"
+    if offset is None:
+        failures.append(f"its similarity has no peak along {axis} within ±{tolerance:g} {unit}")
+    elif abs(offset) > tolerance:
+        failures.append(f"the similarity peaks {offset:+.1f} {unit} away along {axis} (allowed ±{tolerance:g} "
+                        f"{unit}: coregister.max_offset_{'mm' if unit == 'mm' else 'deg'}"
+                        f"{f' × {scale:g} for the atlas' if scale != 1 else ''})")
+    if check.nmi < params.min_nmi:
+        failures.append(f"normalised mutual information {check.nmi:.3f} is below coregister.min_nmi "
+                        f"{params.min_nmi:g}")
+    return failures
 
 
 def _spacing(img) -> str:

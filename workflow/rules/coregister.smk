@@ -35,7 +35,8 @@ rule coregister:
         " --centre {params.options[centre]} --centre-fallback {params.options[centre_fallback]}"
         " --interpolation {params.options[interpolation]} --fill-value {params.options[fill_value]}"
         " --inputs {params.options[inputs]} --min-overlap {params.options[min_overlap]}"
-        " --min-coverage {params.options[min_coverage]} --min-peak {params.options[min_peak]}"
+        " --min-coverage {params.options[min_coverage]} --max-offset-mm {params.options[max_offset_mm]}"
+        " --max-offset-deg {params.options[max_offset_deg]}"
         " --min-nmi {params.options[min_nmi]} --seed {params.options[seed]} > {log} 2>&1"
 
 
