@@ -121,3 +121,15 @@ def test_declared_coregistered_inputs_are_checked(real, tiny_atlas, tmp_path):
     record = coregister(gli, tmp_path / "registered", _params(tiny_atlas, inputs="native"), subject="gli",
                         threads=2)
     assert not any(r["method"].startswith("kept") for r in record["registrations"].values())
+
+
+def test_a_label_map_with_a_lost_header_is_refused_by_name(real):
+    """seg-BraTS23_1_mapped is a real label map whose header was replaced by the identity: it must not be scored
+    against a correctly placed one as if it overlapped."""
+    from bratsflow.metrics import evaluate
+
+    folder = real / "brats-gli-00001-000" / "seg_candidates"
+    lost = folder / "seg-BraTS23_1_mapped.nii.gz"
+    with pytest.raises(InputError, match=rf"file {lost}: prediction and ground truth affines differ .* its affine is "
+                                         r"the identity"):
+        evaluate(folder / "seg-bratstoolkit_isen.nii.gz", lost, convention="brats2021")

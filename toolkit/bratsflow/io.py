@@ -361,6 +361,16 @@ def same_grid(a: nib.Nifti1Image, b: nib.Nifti1Image) -> bool:
     return a.shape[:3] == b.shape[:3] and np.allclose(a.affine, b.affine, rtol=0, atol=GRID_TOLERANCE_MM)
 
 
+def lost_header_hint(img: nib.Nifti1Image) -> str:
+    """A hint when an image's affine is the identity: what a tool leaves when it drops the original header (e.g.
+    a label map saved from a bare array), so the image sits at the world origin with 1 mm voxels and does not
+    overlap the scan it was made from."""
+    if np.allclose(img.affine, np.eye(4)):
+        return (" — its affine is the identity (1 mm voxels at the world origin), as when a tool dropped the "
+                "original header; copy the header of the image it was made from")
+    return ""
+
+
 def to_ants(img: nib.Nifti1Image, dtype=np.float32):
     """A nibabel image as an ANTsImage with the same voxels and world geometry."""
     import ants

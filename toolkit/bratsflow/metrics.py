@@ -37,7 +37,7 @@ from scipy import ndimage as ndi
 from scipy.spatial import cKDTree
 
 from .errors import InputError
-from .io import load_image, spacing as image_spacing
+from .io import load_image, lost_header_hint, spacing as image_spacing
 from .labels import REGION_DEPTH, REGIONS, to_depth
 
 HD_EMPTY_MM = 374.0
@@ -139,8 +139,10 @@ def _prepare(pred: Any, gt: Any, convention: str, spacing) -> tuple[np.ndarray, 
         raise InputError(f"expected 3-D label maps, got shape {arrays[0].shape}")
     if len(images) == 2 and not np.allclose(images[0][1].affine, images[1][1].affine, rtol=0,
                                             atol=AFFINE_TOLERANCE_MM):
-        raise InputError("prediction and ground truth affines differ (they are not on the same grid)",
-                         file=images[0][2])
+        hint = lost_header_hint(images[0][1]) or lost_header_hint(images[1][1])
+        which = images[0][2] if lost_header_hint(images[0][1]) or not hint else images[1][2]
+        raise InputError(f"prediction and ground truth affines differ (they are not on the same grid){hint}",
+                         file=which)
     if spacing is None:
         spacing = image_spacing(images[-1][1]) if images else (1.0, 1.0, 1.0)
     return arrays[0], arrays[1], tuple(float(s) for s in spacing)

@@ -1,0 +1,68 @@
+"""The default configuration on the real glioma cases in ../shared/real, as a new user runs it: a sample sheet, the
+README's command, nothing else changed. Both cases must go through every step (the gates calibrated on real scans
+must let them pass) and the results must make sense anatomically."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from test_dag import snakemake
+
+REPO = Path(__file__).resolve().parents[2]
+REAL = REPO.parent / "shared" / "real"
+CASES = {
+    # Skull-stripped by HD-BET in scanner space: three grids, 5 mm T1/T2 slices, T1 with a qform only.
+    "TCGA-DU-7294": {m: f"tcga-du-7294/native_hdbet/{m}_hdbet_brain.nii.gz" for m in ("t1", "t1c", "t2", "flair")},
+    # BraTS format: skull-stripped, co-registered, 240×240×155 at 1 mm, LPS storage.
+    "BraTS-GLI-00001-000": {m: f"brats-gli-00001-000/BraTS-GLI-00001-000-{name}.nii.gz"
+                            for m, name in zip(("t1", "t1c", "t2", "flair"), ("t1n", "t1c", "t2w", "t2f"))},
+}
+pytestmark = pytest.mark.workflow
+
+
+@pytest.fixture(scope="module")
+def real_run(tmp_path_factory):
+    if not REAL.is_dir():
+        if os.environ.get("CI"):
+            pytest.fail(f"the shared real cases are missing ({REAL}); CI has shared/ beside the checkout")
+        pytest.skip("no ../shared/real beside the checkout")
+    folder = tmp_path_factory.mktemp("real")
+    sheet = folder / "subjects.tsv"
+    rows = ["subject_id\tt1\tt1c\tt2\tflair"]
+    rows += ["\t".join([sid, *(str(REAL / files[m]) for m in ("t1", "t1c", "t2", "flair"))])
+             for sid, files in CASES.items()]
+    sheet.write_text("\n".join(rows) + "\n")
+    results = folder / "results"
+    snakemake("--cores", "2", "--config", f"samples={sheet}", f"results={results}", timeout=3000)
+    return results
+
+
+def test_every_real_case_runs_end_to_end_with_the_defaults(real_run):
+    for sid in CASES:
+        record = json.loads((real_run / sid / "coregister" / "coregister.json").read_text())
+        for registration in record["registrations"].values():
+            assert not any(attempt["failed"] for attempt in registration["attempts"][:1])
+        for step, name in (("skullstrip", "brain_mask"), ("fuse", "segmentation")):
+            assert (real_run / sid / step / f"{name}.nii.gz").is_file()
+        assert (real_run / sid / "radiomics" / "features.parquet").is_file()
+        assert (real_run / sid / "provenance.json").is_file()
+    # BraTS format: the three images on the T1c's grid, already aligned, are kept as given.
+    gli = json.loads((real_run / "BraTS-GLI-00001-000" / "coregister" / "coregister.json").read_text())
+    assert {m for m, r in gli["registrations"].items() if r["method"].startswith("kept")} == {"t1", "t2", "flair"}
+    assert (real_run / "cohort" / "features.parquet").is_file()
+
+
+def test_real_brain_masks_are_brains(real_run):
+    """The given (HD-BET / BraTS) brains carried into atlas space: the mask keeps them and is brain-sized."""
+    for sid in CASES:
+        mask = np.asarray(nib.load(real_run / sid / "skullstrip" / "brain_mask.nii.gz").dataobj) > 0
+        given = nib.load(real_run / sid / "coregister" / "t1c.nii.gz").get_fdata() > 0
+        volume_ml = mask.sum() / 1000
+        assert 1000 < volume_ml < 1800, (sid, volume_ml)
+        assert (mask & given).sum() / given.sum() > 0.95, sid
