@@ -1,10 +1,15 @@
-"""Skull stripping (atlas backend) on the tiny cohort, the boundary refinement, the volume gate, and defacing."""
+"""Skull stripping (atlas backend) on the tiny cohort, inputs stripped already (a real case), the field of view,
+the boundary refinement, the volume gate, and defacing."""
 
 import json
+from dataclasses import fields
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pytest
+import yaml
+from nibabel.processing import resample_from_to
 
 from bratsflow import synth
 from bratsflow.cli import main
@@ -13,9 +18,12 @@ from bratsflow.deface import cutting_plane, deface, deface_file
 from bratsflow.errors import InputError
 from bratsflow.io import sha256_file
 from bratsflow.metrics import dice
-from bratsflow.skullstrip import SkullstripParams, refine_mask, skullstrip
+from bratsflow.skullstrip import SkullstripParams, in_view, refine_mask, skullstrip
 
 SID = "sub-002"
+REPO = Path(__file__).resolve().parents[1]
+REAL = REPO.parent / "shared" / "real" / "brats-gli-00001-000"
+REAL_ID = "BraTS-GLI-00001-000"
 
 
 @pytest.fixture(scope="module")
@@ -58,6 +66,128 @@ def test_mask_matches_the_truth_and_is_applied_to_all_four(atlas_space, stripped
     assert saved["backend"] == "atlas" and saved["mask_modality"] == "t1"
     assert saved["brain_volume_ml"] == pytest.approx(mask.sum() * 27 / 1000, rel=1e-3)
     assert saved["outputs"]["brain_mask"]["sha256"] == sha256_file(out / "brain_mask.nii.gz")
+
+
+def test_skull_on_subject_is_not_taken_for_a_stripped_one(stripped, atlas_space, tiny_atlas, tmp_path):
+    decided = stripped[1]["input"]
+    assert decided["decided"] == "skull" and decided["evidence"]["t1"]["stripped"] is False
+    # With the air zeroed the support is the head: still larger than a brain.
+    zeroed = {}
+    for modality, path in atlas_space[0].items():
+        img = nib.load(path)
+        data = img.get_fdata(dtype=np.float32)
+        zeroed[modality] = tmp_path / f"{modality}.nii.gz"
+        nib.save(nib.Nifti1Image(np.where(_air(data), 0, data).astype(np.float32), img.affine), zeroed[modality])
+    record = skullstrip(zeroed, tmp_path / "out", _params(tiny_atlas), subject=SID)
+    evidence = record["input"]["evidence"]["t1"]
+    assert record["input"]["decided"] == "skull"
+    assert evidence["support_ml"] > 2500 and evidence["outside_registered"] is None
+
+
+def _air(data: np.ndarray) -> np.ndarray:
+    """The dark region connected to the volume's border."""
+    from scipy import ndimage as ndi
+
+    components, _ = ndi.label(data < 0.1 * np.percentile(data, 99))
+    return components == components[0, 0, 0]
+
+
+def test_mask_stays_in_the_field_of_view(atlas_space, tiny_atlas, tmp_path):
+    """The top 30 mm not acquired: the registered atlas brain reaches there, the mask must not."""
+    images, truth = atlas_space
+    top = np.argwhere(truth)[:, 2].max()
+    cropped = {}
+    for modality, path in images.items():
+        img = nib.load(path)
+        data = img.get_fdata(dtype=np.float32)
+        data[:, :, top - 9:] = 0  # 10 voxels of 3 mm
+        cropped[modality] = tmp_path / f"{modality}.nii.gz"
+        nib.save(nib.Nifti1Image(data, img.affine), cropped[modality])
+    record = skullstrip(cropped, tmp_path / "out", _params(tiny_atlas), subject=SID)
+    mask = np.asarray(nib.load(tmp_path / "out" / "brain_mask.nii.gz").dataobj) > 0
+    assert not mask[:, :, top - 9:].any()
+    assert record["field_of_view"]["clipped_ml"] > 10
+    kept_truth = truth.copy()
+    kept_truth[:, :, top - 9:] = False
+    assert dice(mask, kept_truth) > 0.9
+
+
+def test_in_view_is_what_the_scan_covered():
+    rng = np.random.default_rng(0)
+    data = rng.rayleigh(5.0, (20, 20, 20)).astype(np.float32) + 1
+    data[:, :, 15:] = 0  # not acquired
+    data[8:12, 8:12, 5:9] = 0  # exact zeros inside the scan (a dark lesion, clipped noise) stay in view
+    view = in_view(data, 0.0)
+    assert not view[:, :, 15:].any() and view[:, :, :15].all()
+
+
+@pytest.fixture(scope="module")
+def real_stripped(tiny_atlas, tmp_path_factory):
+    """BraTS-GLI-00001-000 (skull-stripped, BraTS/SRI24 space) on the tiny 3 mm atlas grid, and its given brain.
+
+    SRI24 and MNI152 are both AC-PC aligned but have other origins: the brain's centroid is moved onto the atlas
+    brain's, and the images resampled linearly with 0 outside, as co-registration delivers them."""
+    out = tmp_path_factory.mktemp("real")
+    grid = nib.load(tiny_atlas[1])
+    names = dict(zip(MODALITIES, ("t1n", "t1c", "t2w", "t2f")))
+    loaded = {m: nib.load(REAL / f"{REAL_ID}-{n}.nii.gz") for m, n in names.items()}
+    t1 = loaded["t1"]
+    given = np.asarray(t1.dataobj) != 0
+
+    def centroid(mask, affine):
+        return nib.affines.apply_affine(affine, np.argwhere(mask).mean(axis=0))
+
+    shift = np.eye(4)
+    shift[:3, 3] = centroid(np.asarray(grid.dataobj) > 0, grid.affine) - centroid(given, t1.affine)
+    images = {}
+    for modality, img in loaded.items():
+        moved = nib.Nifti1Image(img.get_fdata(dtype=np.float32), shift @ img.affine)
+        images[modality] = out / f"{modality}.nii.gz"
+        nib.save(resample_from_to(moved, grid, order=1, cval=0.0), images[modality])
+    brain = resample_from_to(nib.Nifti1Image(given.astype(np.uint8), shift @ t1.affine), grid, order=0)
+    return images, np.asarray(brain.dataobj) > 0
+
+
+def test_stripped_real_case_keeps_its_brain(real_stripped, tiny_atlas, tmp_path):
+    images, given = real_stripped
+    record = skullstrip(images, tmp_path, _params(tiny_atlas), subject=REAL_ID)
+    mask = np.asarray(nib.load(tmp_path / "brain_mask.nii.gz").dataobj) > 0
+    assert np.count_nonzero(mask & given) / np.count_nonzero(given) >= 0.995
+    assert dice(mask, given) > 0.97
+    decision = record["input"]
+    assert decision["decided"] == "stripped" and decision["declared"] == "auto"
+    assert "given brain" in decision["mask_from"] and record["method"] == {"given_brain": "t1"}
+    evidence = decision["evidence"]["t1"]
+    assert evidence["stripped"] and evidence["outside_atlas"] <= decision["thresholds"]["stripped_max_outside"]
+    assert evidence["outside_registered"] <= decision["thresholds"]["fit_max_outside"]
+    assert evidence["support_ml"] == pytest.approx(record["brain_volume_ml"], rel=0.01)
+    saved = json.loads((tmp_path / "skullstrip.json").read_text())
+    assert saved["input"] == decision
+
+
+def test_declared_input_that_the_images_contradict_fails_the_subject(real_stripped, atlas_space, tiny_atlas,
+                                                                     tmp_path):
+    message = (r"subject sub-002, T1, file .*t1.nii.gz: declared skull-stripped \(skullstrip.input: stripped\), but "
+               r"the image is not skull-stripped: its non-background support is \d+ mL")
+    with pytest.raises(InputError, match=message):
+        skullstrip(atlas_space[0], tmp_path / "a", _params(tiny_atlas, input="stripped"), subject=SID)
+    message = (rf"subject {REAL_ID}, T1, file .*t1.nii.gz: declared with skull \(skullstrip.input: skull\), but the "
+               r"image is skull-stripped already")
+    with pytest.raises(InputError, match=message):
+        skullstrip(real_stripped[0], tmp_path / "b", _params(tiny_atlas, input="skull"), subject=REAL_ID)
+    assert not any(tmp_path.iterdir())
+    record = skullstrip(real_stripped[0], tmp_path / "c", _params(tiny_atlas, input="stripped"), subject=REAL_ID)
+    assert record["input"]["declared"] == "stripped" and sorted(record["input"]["evidence"]) == sorted(MODALITIES)
+
+
+def test_defaults_agree_with_the_configuration():
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())["skullstrip"]
+    defaults = SkullstripParams()
+    names = {f.name for f in fields(SkullstripParams)}
+    for key, value in config.items():
+        if key in names:
+            assert value == getattr(defaults, key) or list(getattr(defaults, key)) == value, key
+    assert config["input"] == defaults.input == "auto"
 
 
 def test_same_inputs_same_mask(atlas_space, tiny_atlas, stripped, tmp_path):

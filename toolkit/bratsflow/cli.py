@@ -117,7 +117,7 @@ def cmd_skullstrip(args: argparse.Namespace) -> None:
     images = {m: getattr(args, m) for m in MODALITIES if getattr(args, m) is not None}
     params = SkullstripParams(backend=args.backend, modality=args.modality, fallback=args.fallback,
                               volume_range_ml=tuple(args.volume_range_ml), fill_value=args.fill_value,
-                              atlas=args.atlas, atlas_mask=args.atlas_mask, seed=args.seed, model=args.model,
+                              input=args.input, background=args.background, atlas=args.atlas, atlas_mask=args.atlas_mask, seed=args.seed, model=args.model,
                               device=args.device, tta=args.tta)
     skullstrip(images, args.out, params, subject=args.subject, threads=args.threads)
 
@@ -437,7 +437,7 @@ def _add_radiomics_commands(commands) -> None:
 
 
 def _add_skullstrip_commands(commands) -> None:
-    from .skullstrip import BACKENDS, SkullstripParams
+    from .skullstrip import BACKENDS, INPUT_KINDS, SkullstripParams
 
     defaults = SkullstripParams()
     strip = commands.add_parser("skullstrip", help="brain mask of atlas-space images, applied to all four")
@@ -453,6 +453,12 @@ def _add_skullstrip_commands(commands) -> None:
     strip.add_argument("--volume-range-ml", type=float, nargs=2, default=defaults.volume_range_ml,
                        metavar=("MIN", "MAX"), help="plausible brain volume; a mask outside fails the subject")
     strip.add_argument("--fill-value", type=float, default=defaults.fill_value, help="value outside the brain")
+    strip.add_argument("--input", choices=INPUT_KINDS, default=defaults.input,
+                       help="are the images skull-stripped already? auto (decide from the images; default), "
+                            "stripped or skull (declared, checked against the images)")
+    strip.add_argument("--background", type=float, default=defaults.background,
+                       help="value of the images' out-of-view voxels (co-registration's fill value; default "
+                            f"{defaults.background:g})")
     strip.add_argument("--atlas", default=defaults.atlas,
                        help="atlas of the co-registration (atlas backend; mni152, sri24 or a NIfTI path)")
     strip.add_argument("--atlas-mask", help="brain mask of an atlas file (atlas backend)")

@@ -19,6 +19,8 @@ rule skullstrip:
             if config["coregister"]["atlas_mask"]
             else ""
         ),
+        # Out-of-view voxels of the atlas-space images: how skull stripping tells the field of view.
+        background=config["coregister"]["fill_value"],
         options=SKULLSTRIP,
         tta="--tta" if HDBET["tta"] else "--no-tta",
     log:
@@ -40,6 +42,7 @@ rule skullstrip:
         " --fallback {params.options[fallback]}"
         " --volume-range-ml {params.options[volume_range_ml][0]} {params.options[volume_range_ml][1]}"
         " --fill-value {params.options[fill_value]} --seed {params.options[seed]}"
+        " --input {params.options[input]} --background {params.background}"
         " --atlas {params.atlas} {params.atlas_mask}"
         " --model {params.options[hdbet][model]} --device {params.options[hdbet][device]} {params.tta}"
         " > {log} 2>&1"
