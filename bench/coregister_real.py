@@ -86,7 +86,7 @@ def sensitivity(params: CoregisterParams, ingested: Path, out: Path, record: dic
     brain = ants.resample_image_to_target(to_ants(atlas.mask), grid, interp_type="nearestNeighbor").numpy() > 0
     core = ndi.distance_transform_edt(brain, sampling=grid.spacing) > params.atlas_core_margin_mm
     centre = record["centre"]
-    moving = MovingImage(working_copy(ants.image_read(str(ingested / f"{centre}.nii.gz")), res))
+    moving = MovingImage(working_copy(ants.image_read(str(ingested / f"{centre}.nii.gz")), res), flatten_mm=None)
     matrix = _matrix(str(out / "transforms" / f"{centre}-to-atlas.mat"))
     centre_lps = index_to_physical(grid)[:3, :3] @ np.argwhere(brain).mean(axis=0) + index_to_physical(grid)[:3, 3]
     scale = params.atlas_check_scale

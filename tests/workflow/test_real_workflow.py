@@ -58,11 +58,13 @@ def test_every_real_case_runs_end_to_end_with_the_defaults(real_run):
     assert (real_run / "cohort" / "features.parquet").is_file()
 
 
-def test_real_brain_masks_are_brains(real_run):
-    """The given (HD-BET / BraTS) brains carried into atlas space: the mask keeps them and is brain-sized."""
+def test_real_brain_masks_are_the_given_brains(real_run):
+    """Both cases come skull-stripped: the mask is the given brain (detected), carried into atlas space whole."""
     for sid in CASES:
+        record = json.loads((real_run / sid / "skullstrip" / "skullstrip.json").read_text())
+        assert record["input"]["decided"] == "stripped", sid
         mask = np.asarray(nib.load(real_run / sid / "skullstrip" / "brain_mask.nii.gz").dataobj) > 0
-        given = nib.load(real_run / sid / "coregister" / "t1c.nii.gz").get_fdata() > 0
-        volume_ml = mask.sum() / 1000
-        assert 1000 < volume_ml < 1800, (sid, volume_ml)
-        assert (mask & given).sum() / given.sum() > 0.95, sid
+        source = record["mask_modality"]
+        given = nib.load(real_run / sid / "coregister" / f"{source}.nii.gz").get_fdata() > 0
+        assert 1000 < mask.sum() / 1000 < 1800, sid
+        assert (mask & given).sum() / given.sum() >= 0.995, sid

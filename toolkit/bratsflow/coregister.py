@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage as ndi
 
-from .alignment import AlignmentCheck, MovingImage, check_alignment, foreground
+from .alignment import FLATTEN_MM, AlignmentCheck, MovingImage, check_alignment, foreground
 from .atlas import load_atlas
 from .cohort import MODALITY_NAMES
 from .errors import ConfigError, InputError, RegistrationError
@@ -243,7 +243,10 @@ class Coregistration:
                             atlas_mask_paths[res])
                 references = self._references(atlas, {name: ants.image_read(paths[name, coarse])
                                                       for name in ("atlas", centre)}, centre)
-                moving = {m: MovingImage(ants.image_read(paths[m, coarse])) for m in native}
+                # Against the centre (one subject) bias fields are divided out; against the atlas the outline of
+                # the image as it is carries the alignment.
+                moving = {m: MovingImage(ants.image_read(paths[m, coarse]), None if m == centre else FLATTEN_MM)
+                          for m in native}
                 identity = _write_matrix(np.eye(4), str(workdir / "identity.mat"))
                 kept = self._kept_as_given(loaded, atlas, centre, references, moving, identity, images)
                 records.update(kept)
