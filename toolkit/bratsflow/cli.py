@@ -100,7 +100,7 @@ def cmd_coregister(args: argparse.Namespace) -> None:
                               interpolation=args.interpolation, fill_value=args.fill_value,
                               min_overlap=args.min_overlap, min_coverage=args.min_coverage,
                               max_offset_mm=args.max_offset_mm, max_offset_deg=args.max_offset_deg,
-                              min_nmi=args.min_nmi, seed=args.seed)
+                              min_nmi=args.min_nmi, min_nmi_atlas=args.min_nmi_atlas, seed=args.seed)
     coregister(images, args.out, params, subject=args.subject, threads=args.threads)
 
 
@@ -336,7 +336,9 @@ def build_parser() -> argparse.ArgumentParser:
     coreg.add_argument("--max-offset-deg", type=float, default=coreg_defaults.max_offset_deg,
                        help="refuse a registration whose similarity optimum lies farther about an axis (degrees)")
     coreg.add_argument("--min-nmi", type=float, default=coreg_defaults.min_nmi,
-                       help="refuse a registration whose normalised mutual information stays below this")
+                       help="refuse a co-registration whose normalised mutual information stays below this")
+    coreg.add_argument("--min-nmi-atlas", type=float, default=coreg_defaults.min_nmi_atlas,
+                       help="refuse a registration to the atlas whose normalised mutual information stays below this")
     coreg.add_argument("--seed", type=int, default=coreg_defaults.seed, help="seed of ANTs' metric sampling")
     coreg.set_defaults(func=cmd_coregister)
 

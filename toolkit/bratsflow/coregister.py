@@ -77,7 +77,10 @@ class CoregisterParams:
     min_coverage: float = 0.9
     max_offset_mm: float = 3.0
     max_offset_deg: float = 3.0
-    min_nmi: float = 1.01
+    # Floors of normalised mutual information: between two images of one subject (each divided by its local
+    # mean), and against the atlas (the images as they are, another brain: lower).
+    min_nmi: float = 1.04
+    min_nmi_atlas: float = 1.01
     # Where the similarity is probed to find its optimum (a parabola through −d, 0, +d).
     probe_mm: float = 3.0
     probe_deg: float = 3.0
@@ -386,7 +389,7 @@ class Coregistration:
             check = check_alignment(reference.grid, reference.foreground, moving[modality], np.eye(4),
                                     core=reference.core, shift_mm=params.probe_mm * reference.scale,
                                     angle_deg=params.probe_deg * reference.scale)
-            failures = check_failures(check, params, reference.scale)
+            failures = check_failures(check, params, atlas=target == "atlas")
             log.info("%s: %s on the grid of %s: kept as given %s", self.subject, modality, target,
                      f"is refused: {'; '.join(failures)}" if failures else "(the checks pass)")
             if not failures:
@@ -406,7 +409,7 @@ class Coregistration:
             check = check_alignment(reference.grid, reference.foreground, moving, _matrix(transform),
                                     core=reference.core, shift_mm=self.params.probe_mm * reference.scale,
                                     angle_deg=self.params.probe_deg * reference.scale)
-            failures = check_failures(check, self.params, reference.scale)
+            failures = check_failures(check, self.params, atlas=target == "atlas")
             attempts.append({**check.as_record(), "seconds": round(seconds, 2), "failed": failures})
             log.info("%s: %s -> %s attempt %d: NMI %.3f -> %.3f, overlap %.3f, coverage %.3f, offsets %s "
                      "(%.1f s)%s", self.subject, modality, target, attempt, check.nmi_before, check.nmi,
@@ -422,8 +425,11 @@ class Coregistration:
             f"an image upside down or with swapped axes, of another subject, or with too little in view?",
             subject=self.subject, modality=MODALITY_NAMES.get(modality, modality), file=file)
 
-def check_failures(check: AlignmentCheck, params: CoregisterParams, scale: float = 1.0) -> list[str]:
-    """What a registration's check values fail of the configured limits (the atlas' offsets scaled by `scale`)."""
+def check_failures(check: AlignmentCheck, params: CoregisterParams, atlas: bool = False) -> list[str]:
+    """What a registration's check values fail of the configured limits (`atlas`: a registration to the atlas,
+    whose offsets are scaled by atlas_check_scale and whose similarity has its own floor)."""
+    scale = params.atlas_check_scale if atlas else 1.0
+    min_nmi, key = (params.min_nmi_atlas, "min_nmi_atlas") if atlas else (params.min_nmi, "min_nmi")
     failures = []
     if check.overlap < params.min_overlap:
         failures.append(f"its field of view covers {check.overlap:.0%} of the target's foreground "
@@ -438,10 +444,9 @@ def check_failures(check: AlignmentCheck, params: CoregisterParams, scale: float
     elif abs(offset) > tolerance:
         failures.append(f"the similarity peaks {offset:+.1f} {unit} away along {axis} (allowed ±{tolerance:g} "
                         f"{unit}: coregister.max_offset_{'mm' if unit == 'mm' else 'deg'}"
-                        f"{f' × {scale:g} for the atlas' if scale != 1 else ''})")
-    if check.nmi < params.min_nmi:
-        failures.append(f"normalised mutual information {check.nmi:.3f} is below coregister.min_nmi "
-                        f"{params.min_nmi:g}")
+                        f"{f' × {scale:g} for the atlas' if atlas else ''})")
+    if check.nmi < min_nmi:
+        failures.append(f"normalised mutual information {check.nmi:.3f} is below coregister.{key} {min_nmi:g}")
     return failures
 
 

@@ -37,7 +37,8 @@ rule coregister:
         " --inputs {params.options[inputs]} --min-overlap {params.options[min_overlap]}"
         " --min-coverage {params.options[min_coverage]} --max-offset-mm {params.options[max_offset_mm]}"
         " --max-offset-deg {params.options[max_offset_deg]}"
-        " --min-nmi {params.options[min_nmi]} --seed {params.options[seed]} > {log} 2>&1"
+        " --min-nmi {params.options[min_nmi]} --min-nmi-atlas {params.options[min_nmi_atlas]}"
+        " --seed {params.options[seed]} > {log} 2>&1"
 
 
 rule to_native:
