@@ -32,7 +32,7 @@ from bratsflow import models  # noqa: E402
 from bratsflow.fusion import fuse  # noqa: E402
 from bratsflow.io import label_image_like, save_image  # noqa: E402
 from bratsflow.metrics import region_metrics  # noqa: E402
-from bratsflow.segment.train_demo import HELD_OUT_SEED, atlas_inputs, synthesise  # noqa: E402
+from bratsflow.training.demo import HELD_OUT_SEED, atlas_inputs, synthesise  # noqa: E402
 
 TARGETS = {"WT": 0.90, "TC": 0.85, "ET": 0.80}
 
@@ -71,7 +71,7 @@ def main() -> None:
     parser.add_argument("--cohort", type=Path, help="keep (and reuse) the held-out subjects here")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
-    # Spinning OpenMP threads waste the cores on a shared machine (see train_demo); set before torch loads.
+    # Spinning OpenMP threads waste the cores on a shared machine (see bratsflow.training.demo); set before torch loads.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
     folders = sorted(p.parent for p in args.models.glob(f"*/{models.MANIFEST}"))

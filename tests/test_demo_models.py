@@ -18,7 +18,7 @@ from bratsflow.labels import region_mask
 from bratsflow.metrics import dice
 from bratsflow.segment import Member
 from bratsflow.segment.nnunet import predict
-from bratsflow.segment.train_demo import (DEFAULT_SEED, HELD_OUT_SEED, MEMBERS, PLANS, RESERVED_SEEDS,
+from bratsflow.training.demo import (DEFAULT_SEED, HELD_OUT_SEED, MEMBERS, PLANS, RESERVED_SEEDS,
                                           atlas_inputs, dataset_json, member_configuration, reuse_preprocessed,
                                           train_demo)
 

@@ -164,7 +164,7 @@ def cmd_models(args: argparse.Namespace) -> None:
                 print(f"{name}\tnot installed (bratsflow models fetch {name})\t{release.description}")
         return
     if args.action == "train-demo":
-        from .segment.train_demo import train_demo
+        from .training.demo import train_demo
 
         given = {"seed": args.seed, "n_subjects": args.subjects, "members": args.members and tuple(args.members)}
         for folder in train_demo(args.out, work=args.work, threads=args.threads,

@@ -1,0 +1,1 @@
+"""Training code (the demo ensemble): kept out of the runtime steps and their containers."""
