@@ -15,7 +15,7 @@ import nibabel as nib
 import numpy as np
 
 from .errors import ConfigError, InputError
-from .io import download, sha256_file
+from .io import download, require_same_grid, sha256_file
 
 CACHE_ENV = "BRATSFLOW_ATLASES"
 
@@ -102,8 +102,8 @@ def _from_file(path: Path, mask: str | Path | None, name: str) -> Atlas:
     mask_img = None
     if mask:
         mask_img = check_image(load_image(mask), file=mask, spacing_range_mm=None)
-        if mask_img.shape != image.shape or not np.allclose(mask_img.affine, image.affine, atol=1e-3):
-            raise InputError("atlas mask does not share the atlas grid", file=mask)
+        require_same_grid(mask_img, image, f"the grid of atlas {path}", why="an atlas mask must share it",
+                          file=mask)
     return Atlas(name, image, mask_img, str(path), sha256_file(path))
 
 

@@ -14,7 +14,7 @@ import numpy as np
 from scipy.spatial import ConvexHull
 
 from .errors import InputError
-from .io import check_image, load_image, save_image
+from .io import check_image, load_image, require_same_grid, save_image
 
 
 def cutting_plane(mask: np.ndarray, affine: np.ndarray, buffer_mm: float = 10.0) -> tuple[np.ndarray, float]:
@@ -46,9 +46,8 @@ def deface_file(image: str | Path, mask: str | Path, out: str | Path, *, buffer_
                 subject: str | None = None) -> Path:
     img = check_image(load_image(image, subject=subject), subject=subject, file=image, spacing_range_mm=None)
     mask_img = load_image(mask, subject=subject)
-    if mask_img.shape[:3] != img.shape or not np.allclose(mask_img.affine, img.affine, atol=1e-3):
-        raise InputError(f"the brain mask is not on the image's grid ({mask_img.shape} vs {img.shape})",
-                         subject=subject, file=mask)
+    require_same_grid(mask_img, img, f"the grid of {image}", why="the brain mask must be on the image's grid",
+                      subject=subject, file=mask)
     try:
         defaced = deface(img, np.asarray(mask_img.dataobj) > 0, buffer_mm)
     except InputError as exc:

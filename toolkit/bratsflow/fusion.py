@@ -60,7 +60,7 @@ the sum of its sub-label probabilities; in label mode a region model's label pro
 background 1 - WT, SNFH WT - TC, NETC TC - ET, ET ET (differences clipped at 0).
 
 Inputs are integer label maps (numpy arrays, NIfTI images or paths); all members must share the shape and,
-for images, the affine (within 1e-3 mm). A value outside the label convention is an error. The output keeps
+for images, the affine (within io.GRID_TOLERANCE_MM). A value outside the label convention is an error. The output keeps
 the first image's geometry (or is a plain array when every member is an array) and is uint8.
 """
 
@@ -75,8 +75,8 @@ import nibabel as nib
 import numpy as np
 
 from .errors import ConfigError, InputError
-from .io import (check_probabilities, label_image_like, load_image, load_probabilities, probability_kind,
-                 save_image, save_json, sha256_file)
+from .io import (check_probabilities, grid_mismatch, label_image_like, load_image, load_probabilities,
+                 probability_kind, same_grid, save_image, save_json, sha256_file)
 from .labels import BACKGROUND, NESTING, REGION_DEPTH, REGIONS, from_depth, get_convention, to_depth
 
 log = logging.getLogger(__name__)
@@ -85,7 +85,6 @@ METHODS: tuple[str, ...] = ("majority", "weighted", "simple", "staple", "mean")
 MODES: tuple[str, ...] = ("regions", "labels")
 # Methods that take member weights (majority and staple take none).
 WEIGHTED_METHODS: tuple[str, ...] = ("weighted", "simple", "mean")
-AFFINE_TOLERANCE_MM = 1e-3
 TIE_TOLERANCE = 1e-9
 N_CLASSES = len(NESTING) + 1  # background + sub-regions, indexed by depth
 # Words (8 voxels) per block of the tumour scan: 512 KiB of each member, so a block's OR stays in cache.
@@ -198,10 +197,9 @@ def _prepare(segmentations: Sequence, names: Sequence[str] | None, convention: s
                 data = data[..., 0]
             if reference is None:
                 reference, reference_name = seg, name
-            elif not np.allclose(seg.affine, reference.affine, rtol=0, atol=AFFINE_TOLERANCE_MM):
-                raise _member_error(name, f"affine differs from member {reference_name}'s "
-                                          f"(tolerance {AFFINE_TOLERANCE_MM} mm): {seg.affine.round(4).tolist()} vs "
-                                          f"{reference.affine.round(4).tolist()}", subject, file)
+            elif data.shape[:3] == reference.shape[:3] and not same_grid(seg, reference):
+                raise _member_error(name, f"not on member {reference_name}'s grid ({grid_mismatch(seg, reference)})",
+                                    subject, file)
         else:
             data = np.asarray(seg)
         if data.dtype.kind not in "buif":

@@ -22,7 +22,7 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 
-from .errors import ConfigError, InputError, OutputError
+from .errors import BratsflowError, ConfigError, InputError, OutputError
 from .labels import BACKGROUND, REGIONS, SUBREGIONS
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
@@ -357,8 +357,28 @@ _RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0])
 GRID_TOLERANCE_MM = 1e-3
 
 
+def grid_mismatch(img: nib.Nifti1Image, reference: nib.Nifti1Image) -> str | None:
+    """How `img`'s voxel grid differs from `reference`'s (None when they are one grid)."""
+    if img.shape[:3] != reference.shape[:3]:
+        return f"shape {tuple(img.shape[:3])} vs {tuple(reference.shape[:3])}"
+    difference = float(np.max(np.abs(img.affine - reference.affine)))
+    if difference > GRID_TOLERANCE_MM:
+        return (f"the affines differ by up to {difference:.3g} mm (tolerance {GRID_TOLERANCE_MM:g} mm)"
+                f"{lost_header_hint(img) or lost_header_hint(reference)}")
+    return None
+
+
 def same_grid(a: nib.Nifti1Image, b: nib.Nifti1Image) -> bool:
-    return a.shape[:3] == b.shape[:3] and np.allclose(a.affine, b.affine, rtol=0, atol=GRID_TOLERANCE_MM)
+    return grid_mismatch(a, b) is None
+
+
+def require_same_grid(img: nib.Nifti1Image, reference: nib.Nifti1Image, what: str, *, why: str = "",
+                      error: type[BratsflowError] = InputError, **where) -> None:
+    """Refuse `img` unless it lies on `reference`'s grid. what: the grid it must match ("the atlas grid of
+    mni152"); why: what needs them on one grid; where: subject, modality, file of the message."""
+    mismatch = grid_mismatch(img, reference)
+    if mismatch:
+        raise error(f"not on {what} ({mismatch})" + (f": {why}" if why else ""), **where)
 
 
 def lost_header_hint(img: nib.Nifti1Image) -> str:

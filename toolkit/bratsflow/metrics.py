@@ -37,7 +37,7 @@ from scipy import ndimage as ndi
 from scipy.spatial import cKDTree
 
 from .errors import InputError
-from .io import load_image, lost_header_hint, spacing as image_spacing
+from .io import load_image, lost_header_hint, same_grid, spacing as image_spacing
 from .labels import REGION_DEPTH, REGIONS, to_depth
 
 HD_EMPTY_MM = 374.0
@@ -46,7 +46,6 @@ LESION_DILATION_ITERATIONS = 3
 MIN_LESION_VOXELS = 50  # GT lesions with at most this many voxels are ignored
 COLUMNS = ["region", "dice", "hd95", "sensitivity", "specificity", "volume_pred_ml", "volume_gt_ml"]
 LESION_COLUMNS = ["lesion_dice", "lesion_hd95", "gt_lesions", "detected_lesions", "false_positives"]
-AFFINE_TOLERANCE_MM = 1e-3
 CONNECTIVITY_26 = ndi.generate_binary_structure(3, 3)
 
 
@@ -137,8 +136,7 @@ def _prepare(pred: Any, gt: Any, convention: str, spacing) -> tuple[np.ndarray, 
                          file=images[0][2] if images else None)
     if arrays[0].ndim != 3:
         raise InputError(f"expected 3-D label maps, got shape {arrays[0].shape}")
-    if len(images) == 2 and not np.allclose(images[0][1].affine, images[1][1].affine, rtol=0,
-                                            atol=AFFINE_TOLERANCE_MM):
+    if len(images) == 2 and not same_grid(images[0][1], images[1][1]):
         hint = lost_header_hint(images[0][1]) or lost_header_hint(images[1][1])
         which = images[0][2] if lost_header_hint(images[0][1]) or not hint else images[1][2]
         raise InputError(f"prediction and ground truth affines differ (they are not on the same grid){hint}",

@@ -11,16 +11,72 @@ BENCHMARKS = "benchmarks"
 MANIFEST = "manifest.tsv"
 
 
+class StepFiles:
+    """The files of one step in one folder (RESULTS/<subject>/<step>/): the rules declare them and the step writes
+    them through this same object, so a name is spelled once."""
+
+    def __init__(self, folder: str | Path, step: str) -> None:
+        self.folder = Path(folder)
+        self.step = step
+
+    def __repr__(self) -> str:
+        return f"StepFiles({str(self.folder)!r}, {self.step!r})"
+
+    def image(self, modality: str) -> Path:
+        return self.folder / f"{modality}.nii.gz"
+
+    @property
+    def record(self) -> Path:
+        return self.folder / f"{self.step}.json"
+
+    @property
+    def brain_mask(self) -> Path:
+        """Skull stripping's brain mask; the skull-stripped images lie beside it."""
+        return self.folder / "brain_mask.nii.gz"
+
+    @property
+    def transforms(self) -> Path:
+        """Co-registration's transforms folder."""
+        return self.folder / "transforms"
+
+    def transform(self, moving: str, fixed: str) -> Path:
+        return self.transforms / f"{moving}-to-{fixed}.mat"
+
+    def member(self, name: str) -> Path:
+        """One ensemble member's label map."""
+        return self.folder / f"{name}.nii.gz"
+
+    def member_record(self, name: str) -> Path:
+        return self.folder / f"{name}.json"
+
+    def member_probabilities(self, name: str) -> Path:
+        """One ensemble member's probability maps (format: bratsflow.io.save_probabilities)."""
+        return self.folder / f"{name}_probabilities.npz"
+
+    @property
+    def segmentation(self) -> Path:
+        """The fused segmentation."""
+        return self.folder / "segmentation.nii.gz"
+
+    def features(self, suffix: str = ".parquet") -> Path:
+        """A subject's tidy feature table (`.parquet` or `.csv`)."""
+        return self.folder / f"features{suffix}"
+
+
 def step_dir(results: str | Path, subject: str, step: str) -> Path:
     return Path(results) / subject / step
 
 
+def step_files(results: str | Path, subject: str, step: str) -> StepFiles:
+    return StepFiles(step_dir(results, subject, step), step)
+
+
 def step_image(results: str | Path, subject: str, step: str, modality: str) -> Path:
-    return step_dir(results, subject, step) / f"{modality}.nii.gz"
+    return step_files(results, subject, step).image(modality)
 
 
 def step_record(results: str | Path, subject: str, step: str) -> Path:
-    return step_dir(results, subject, step) / f"{step}.json"
+    return step_files(results, subject, step).record
 
 
 def log_file(results: str | Path, subject: str, step: str) -> Path:
@@ -36,22 +92,19 @@ def cohort_file(results: str | Path, name: str) -> Path:
 
 
 def segment_member(results: str | Path, subject: str, member: str) -> Path:
-    """One ensemble member's label map."""
-    return step_dir(results, subject, "segment") / f"{member}.nii.gz"
+    return step_files(results, subject, "segment").member(member)
 
 
 def segment_record(results: str | Path, subject: str, member: str) -> Path:
-    """One ensemble member's provenance record."""
-    return step_dir(results, subject, "segment") / f"{member}.json"
+    return step_files(results, subject, "segment").member_record(member)
 
 
 def segment_probabilities(results: str | Path, subject: str, member: str) -> Path:
-    """One ensemble member's probability maps (format: bratsflow.io.save_probabilities)."""
-    return step_dir(results, subject, "segment") / f"{member}_probabilities.npz"
+    return step_files(results, subject, "segment").member_probabilities(member)
 
 
 def fused_segmentation(results: str | Path, subject: str) -> Path:
-    return step_dir(results, subject, "fuse") / "segmentation.nii.gz"
+    return step_files(results, subject, "fuse").segmentation
 
 
 def native_file(results: str | Path, subject: str, step: str, name: str, space: str) -> Path:
@@ -65,13 +118,12 @@ def is_label_map(step: str, name: str) -> bool:
 
 
 def brain_mask(results: str | Path, subject: str) -> Path:
-    """The skull-stripping step's brain mask, in atlas space; the skull-stripped images lie beside it."""
-    return step_dir(results, subject, "skullstrip") / "brain_mask.nii.gz"
+    """The skull-stripping step's brain mask, in atlas space."""
+    return step_files(results, subject, "skullstrip").brain_mask
 
 
 def radiomics_features(results: str | Path, subject: str, suffix: str = ".parquet") -> Path:
-    """A subject's tidy feature table (`.parquet` or `.csv`)."""
-    return step_dir(results, subject, "radiomics") / f"features{suffix}"
+    return step_files(results, subject, "radiomics").features(suffix)
 
 
 def cohort_features(results: str | Path, wide: bool = False) -> Path:

@@ -18,13 +18,12 @@ from importlib import resources
 from multiprocessing import get_context
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
 import pandas as pd
 import yaml
 
 from .errors import ConfigError, InputError
-from .io import check_image, load_image, save_json, save_table, sha256_file, to_sitk
+from .io import check_image, load_image, require_same_grid, save_json, save_table, sha256_file, to_sitk
 from .labels import SUMMARY_REGIONS, region_mask, to_depth
 
 log = logging.getLogger(__name__)
@@ -354,11 +353,7 @@ def extract(images: dict[str, np.ndarray], regions: dict[str, np.ndarray], affin
     return table, record
 
 
-def _same_grid(img: nib.Nifti1Image, reference: nib.Nifti1Image, what: str, *, subject, file) -> None:
-    if img.shape[:3] != reference.shape[:3] or not np.allclose(img.affine, reference.affine, atol=1e-4):
-        raise InputError(f"not on the grid of {what} (shape {img.shape[:3]} vs {reference.shape[:3]}, or another "
-                         f"affine): radiomics needs the images, brain mask and segmentation on one grid",
-                         subject=subject, file=file)
+ONE_GRID = "radiomics needs the images, brain mask and segmentation on one grid"
 
 
 def _load_inputs(images: dict[str, Path], mask: Path, brain_mask: Path | None, *, subject, what: str):
@@ -368,12 +363,13 @@ def _load_inputs(images: dict[str, Path], mask: Path, brain_mask: Path | None, *
     for modality, path in images.items():
         img = check_image(load_image(path, subject=subject, modality=modality), spacing_range_mm=None,
                           subject=subject, modality=modality, file=path)
-        _same_grid(img, mask_img, f"{what} {mask}", subject=subject, file=path)
+        require_same_grid(img, mask_img, f"the grid of {what} {mask}", why=ONE_GRID, subject=subject, file=path)
         arrays[modality] = np.asarray(img.dataobj)
     brain = None
     if brain_mask is not None:
         brain_img = load_image(brain_mask, subject=subject)
-        _same_grid(brain_img, mask_img, f"{what} {mask}", subject=subject, file=brain_mask)
+        require_same_grid(brain_img, mask_img, f"the grid of {what} {mask}", why=ONE_GRID, subject=subject,
+                          file=brain_mask)
         brain = np.asarray(brain_img.dataobj) > 0
         if not brain.any():
             raise InputError("the brain mask is empty", subject=subject, file=brain_mask)

@@ -27,7 +27,8 @@ from .atlas import load_atlas
 from .cohort import MODALITY_NAMES
 from .coregister import CoregisterParams, register_linear, single_threaded_pool, working_copy
 from .errors import ConfigError, InputError
-from .io import check_image, label_image_like, load_image, save_image, save_json, sha256_file, to_ants
+from .io import (check_image, label_image_like, load_image, require_same_grid, same_grid, save_image, save_json,
+                 sha256_file, to_ants)
 from .provenance import Timer, environment
 
 log = logging.getLogger(__name__)
@@ -136,7 +137,7 @@ def atlas_distance(image: nib.Nifti1Image, params: SkullstripParams) -> np.ndarr
         raise ConfigError(f"telling skull-stripped inputs from raw ones needs the atlas' brain mask: give "
                           f"skullstrip.atlas_mask for {atlas.source}")
     mask = atlas.mask
-    if mask.shape != image.shape or not np.allclose(mask.affine, image.affine, atol=1e-3):
+    if not same_grid(mask, image):
         mask = resample_from_to(mask, (image.shape, image.affine), order=0)
     return _distance(np.asarray(mask.dataobj) > 0, image.header.get_zooms()[:3])
 
@@ -288,10 +289,9 @@ def atlas_brain_mask(image: nib.Nifti1Image, params: SkullstripParams, workdir: 
     """Brain mask of an atlas-space image: the registered atlas mask (`registration`, or one made here), refined
     from the image's intensities within the field of view (see the module doc)."""
     atlas = load_atlas(params.atlas, params.atlas_mask)
-    if image.shape != atlas.image.shape or not np.allclose(image.affine, atlas.image.affine, atol=1e-3):
-        raise InputError(f"the image is not on the atlas grid of {atlas.name} (shape {image.shape} vs "
-                         f"{atlas.image.shape}): skull stripping takes the co-registration step's atlas-space "
-                         f"images, registered with the same atlas")
+    require_same_grid(image, atlas.image, f"the atlas grid of {atlas.name}",
+                      why="skull stripping takes the co-registration step's atlas-space images, registered with the "
+                          "same atlas")
     registered, details = registration or register_atlas(image, params, workdir, view)
     if not registered.any():
         return registered, details
@@ -330,10 +330,9 @@ def skullstrip(images: dict[str, str | Path], out_dir: str | Path, params: Skull
                              subject=subject)
         reference = loaded[source]
         for modality, img in loaded.items():
-            if img.shape != reference.shape or not np.allclose(img.affine, reference.affine, atol=1e-3):
-                raise InputError(f"not on the grid of {source} (shape {img.shape} vs {reference.shape}): the four "
-                                 f"images must come from one co-registration", subject=subject,
-                                 modality=MODALITY_NAMES[modality], file=images[modality])
+            require_same_grid(img, reference, f"the grid of {source}",
+                              why="the four images must come from one co-registration", subject=subject,
+                              modality=MODALITY_NAMES[modality], file=images[modality])
     spacing = reference.header.get_zooms()[:3]
     voxel_ml = float(np.prod(spacing)) / 1000
     source_data = reference.get_fdata(dtype=np.float32)

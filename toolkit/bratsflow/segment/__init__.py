@@ -15,8 +15,8 @@ import numpy as np
 
 from ..cohort import MODALITIES, MODALITY_NAMES
 from ..errors import ConfigError, InputError
-from ..io import (PROBABILITY_SUFFIX, check_image, label_image_like, load_image, save_image, save_json,
-                  save_probabilities, sha256_file)
+from ..io import (PROBABILITY_SUFFIX, check_image, label_image_like, load_image, require_same_grid, save_image,
+                  save_json, save_probabilities, sha256_file)
 from ..labels import convert
 from ..provenance import Timer, environment
 
@@ -81,9 +81,9 @@ def segment(images: dict[str, str | Path], member: Member, out_dir: str | Path, 
                                  spacing_range_mm=None) for m, p in images.items()}
         reference = next(iter(loaded.values()))
         for modality, img in loaded.items():
-            if img.shape != reference.shape or not np.allclose(img.affine, reference.affine, atol=1e-3):
-                raise InputError("the four images must share one grid (skull stripping's outputs)", subject=subject,
-                                 modality=MODALITY_NAMES[modality], file=images[modality])
+            require_same_grid(img, reference, "the grid of the first image",
+                              why="the four images must share one grid (skull stripping's outputs)", subject=subject,
+                              modality=MODALITY_NAMES[modality], file=images[modality])
     with timer.phase("predict"):
         if member.kind == "nnunetv2":
             from .nnunet import predict

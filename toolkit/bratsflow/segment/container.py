@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError, InputError, ModelError
-from ..io import load_image
+from ..io import load_image, require_same_grid
 
 log = logging.getLogger(__name__)
 
@@ -85,9 +85,8 @@ def predict(images: dict[str, Path], member, *, subject: str | None = None, thre
             found = sorted(p.name for p in output_dir.rglob("*"))
             raise ModelError(f"container member {member.name} wrote no {CASE}.nii.gz (found {found})")
         output = load_image(written)
-        if output.shape[:3] != reference.shape or not np.allclose(output.affine, reference.affine, atol=1e-3):
-            raise ModelError(f"container member {member.name} wrote a label map on another grid "
-                             f"({output.shape} vs {reference.shape})")
+        require_same_grid(output, reference, "the grid of its input images", error=ModelError,
+                          why=f"container member {member.name} must write its label map there", file=written)
         labels = np.asarray(output.dataobj)
         if labels.dtype.kind == "f" and not np.array_equal(labels, np.round(labels)):
             raise ModelError(f"container member {member.name} wrote non-integer labels")
