@@ -16,7 +16,7 @@ from bratsflow import fusion
 from bratsflow.cli import main
 from bratsflow.errors import ConfigError, InputError
 from bratsflow.fusion import SimpleParams, fuse, fuse_files
-from bratsflow.io import label_image, load_probabilities, save_image, save_probabilities
+from bratsflow.io import label_image, load_probabilities, save_image, save_probabilities, sha256_file
 from bratsflow.labels import get_convention, region_mask
 
 LABELS_2023 = [0, 1, 2, 3]
@@ -400,9 +400,12 @@ def test_fuse_cli_writes_image_and_record(tmp_path, capsys):
     expected = fuse([nib.load(p) for p in paths], method="weighted", weights=[1, 2, 1])
     np.testing.assert_array_equal(np.asanyarray(nib.load(out).dataobj), np.asanyarray(expected.dataobj))
     meta = json.loads(record.read_text())
-    assert meta["method"] == "weighted" and meta["mode"] == "regions" and meta["weights"] == [1.0, 2.0, 1.0]
-    assert [m["name"] for m in meta["members"]] == ["m0", "m1", "m2"]
-    assert all(len(m["sha256"]) == 64 for m in meta["members"])
+    parameters = meta["parameters"]
+    assert parameters["method"] == "weighted" and parameters["mode"] == "regions"
+    assert parameters["weights"] == [1.0, 2.0, 1.0] and parameters["members"] == ["m0", "m1", "m2"]
+    assert {name: entry["sha256"] for name, entry in meta["inputs"].items()} == \
+        {f"m{k}": sha256_file(path) for k, path in enumerate(paths)}
+    assert meta["outputs"]["segmentation"]["path"] == "fused.nii.gz"
     assert meta["environment"]["packages"]["SimpleITK"]
     assert main(["fuse", str(paths[0]), "-o", str(out), "--method", "mean"]) == 2
     assert "method mean needs one probability file per member" in capsys.readouterr().err
@@ -417,4 +420,4 @@ def test_fuse_files_with_probability_files(tmp_path):
     fuse_files([path], tmp_path / "out.nii.gz", record=tmp_path / "r.json", method="mean", probabilities=[npz])
     np.testing.assert_array_equal(np.asanyarray(nib.load(tmp_path / "out.nii.gz").dataobj), seg)
     meta = json.loads((tmp_path / "r.json").read_text())
-    assert meta["members"][0]["probabilities"]["sha256"]
+    assert meta["inputs"]["a_probabilities"]["sha256"] == sha256_file(npz)

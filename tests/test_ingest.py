@@ -32,8 +32,9 @@ def test_ingest_reorients_without_moving_anything(subject, tmp_path):
             world = nib.affines.apply_affine(source.affine, ijk)
             out_ijk = np.rint(nib.affines.apply_affine(np.linalg.inv(out.affine), world)).astype(int)
             assert dst[tuple(out_ijk)] == src[tuple(ijk)]
-        assert record["images"][modality]["source"]["sha256"] == sha256_file(subject.image(modality))
-        assert record["images"][modality]["output_sha256"] == sha256_file(tmp_path / "ingest" / f"{modality}.nii.gz")
+        assert record["inputs"][modality]["sha256"] == sha256_file(subject.image(modality))
+        assert record["outputs"][modality] == {"path": f"{modality}.nii.gz",
+                                               "sha256": sha256_file(tmp_path / "ingest" / f"{modality}.nii.gz")}
     saved = json.loads((tmp_path / "ingest" / "ingest.json").read_text())
     assert saved["subject"] == subject.subject_id
     assert saved["environment"]["packages"]["nibabel"]

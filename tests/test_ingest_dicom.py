@@ -117,16 +117,16 @@ def test_ingest_mixes_dicom_and_nifti(tmp_path):
 
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before  # dcm2niix wrote nothing there
     saved = json.loads((out_dir / "ingest.json").read_text())
-    assert saved["images"]["t1"]["source"] == record["images"]["t1"]["source"]
-    t1 = saved["images"]["t1"]
-    assert t1["source"]["format"] == "dicom"
-    assert t1["source"]["path"] == str(folder)
-    assert t1["source"]["sha256"] == folder_sha256(folder)
-    assert len(t1["source"]["sha256"]) == 64
-    assert t1["output_orientation"] == "RAS"
+    assert saved["inputs"] == record["inputs"]
+    t1 = saved["inputs"]["t1"]
+    assert t1["format"] == "dicom"
+    assert t1["path"] == str(folder)
+    assert t1["sha256"] == folder_sha256(folder)
+    assert len(t1["sha256"]) == 64
+    assert saved["images"]["t1"]["output_orientation"] == "RAS"
     for modality in ("t1c", "t2", "flair"):
-        assert saved["images"][modality]["source"]["format"] == "nifti"
-        assert saved["images"][modality]["source"]["sha256"] == sha256_file(subject.images[modality])
+        assert saved["inputs"][modality]["format"] == "nifti"
+        assert saved["inputs"][modality]["sha256"] == sha256_file(subject.images[modality])
     for modality in MODALITIES:
         written = nib.load(out_dir / f"{modality}.nii.gz")
         assert "".join(nib.aff2axcodes(written.affine)) == "RAS"

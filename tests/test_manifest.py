@@ -14,6 +14,7 @@ from bratsflow.cohort import load_sheet
 from bratsflow.errors import InputError
 from bratsflow.ingest import ingest_subject
 from bratsflow.io import save_image, save_json, save_probabilities, save_table, sha256_file
+from bratsflow.step import RECORD_VERSION
 from conftest import TINY_SPACING_RANGE_MM
 
 LISTED = ["cohort/ingest.tsv", "cohort/table.parquet", "s1/coregister/t1.nii.gz",
@@ -125,9 +126,10 @@ def test_provenance_gathers_the_subjects_records(tiny_cohort, tmp_path, capsys):
     ingest_subject(subject, folder / "ingest", spacing_range_mm=TINY_SPACING_RANGE_MM)
     env = provenance.environment()
     # A member's record as the segment step writes it (its own test runs the real model), from an older bratsflow.
-    member = {"step": "segment", "subject": sid, "member": {"name": "m"},
-              "method": {"model": "/models/m", "channels": ["t1"], "device": "cpu", "checkpoints": {"all": "ab" * 32},
-                         "regions": False},
+    model = {"model": "/models/m", "device": "cpu", "checkpoints": {"all": "ab" * 32}}
+    member = {"step": "segment", "record_version": RECORD_VERSION, "subject": sid, "parameters": {"name": "m"},
+              "inputs": {}, "outputs": {}, "models": {"m": model}, "atlases": {},
+              "method": {**model, "channels": ["t1"], "regions": False},
               "timings_s": {"load": 1.0, "predict": 2.5}, "environment": {**env, "bratsflow": "0.0.9"}}
     save_json(member, folder / "segment" / "m.json")
     out = folder / "provenance.json"
@@ -137,14 +139,18 @@ def test_provenance_gathers_the_subjects_records(tiny_cohort, tmp_path, capsys):
     gathered = json.loads(out.read_text())
     assert set(gathered["steps"]) == {"ingest/ingest", "segment/m"}
     assert gathered["inputs"]["t1"]["sha256"] == sha256_file(subject.image("t1"))
-    assert gathered["models"] == {"segment/m": {"model": "/models/m", "device": "cpu",
-                                                "checkpoints": {"all": "ab" * 32}}}
+    assert gathered["models"] == {"m": model}
     assert gathered["containers"] == {"images": containers, "used": False}
     assert gathered["timings_s"]["segment/m"] == 3.5
     software = gathered["software"]
     assert software["bratsflow"] == {env["bratsflow"]: ["ingest/ingest"], "0.0.9": ["segment/m"]}
     assert software["numpy"] == env["packages"]["numpy"]
     assert software["bratsflow_git_commit"] == env["bratsflow_git_commit"]
+
+    old = {key: value for key, value in member.items() if key not in ("inputs", "outputs")}
+    save_json(old, folder / "segment" / "m.json")
+    assert main(["provenance", "--subject", sid, "--out", str(out), str(folder / "segment" / "m.json")]) == 2
+    assert "not a step record of this bratsflow: keys ['inputs', 'outputs'] are missing" in capsys.readouterr().err
 
     save_json({**member, "subject": "other"}, folder / "segment" / "m.json")
     assert main(["provenance", "--subject", sid, "--out", str(out), str(folder / "segment" / "m.json")]) == 2

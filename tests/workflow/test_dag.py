@@ -161,10 +161,10 @@ def test_segmentation_members_and_fusion_in_the_dag(tmp_path, tiny_cohort, tiny_
             assert labels.get_data_dtype() == np.uint8
             assert np.allclose(labels.affine, nib.load(results / sid / "skullstrip" / "t1.nii.gz").affine)
             assert (segment_dir / f"{name}_probabilities.npz").is_file()
-            assert json.loads((segment_dir / f"{name}.json").read_text())["member"]["name"] == name
+            assert json.loads((segment_dir / f"{name}.json").read_text())["parameters"]["name"] == name
         record = json.loads((results / sid / "fuse" / "fuse.json").read_text())
-        assert record["method"] == "mean" and [m["name"] for m in record["members"]] == ["tiny_labels",
-                                                                                         "tiny_regions"]
+        assert record["parameters"]["method"] == "mean"
+        assert record["parameters"]["members"] == ["tiny_labels", "tiny_regions"]
         fused = np.asarray(nib.load(results / sid / "fuse" / "segmentation.nii.gz").dataobj)
         assert set(np.unique(fused)) <= {0, 1, 2, 3}
         # The subject's provenance names each member's model with its checkpoint's checksum.
@@ -173,7 +173,7 @@ def test_segmentation_members_and_fusion_in_the_dag(tmp_path, tiny_cohort, tiny_
             set(gathered["steps"])
         for name, kind in (("tiny_labels", "labels"), ("tiny_regions", "regions")):
             checkpoint = tiny_members[kind] / "fold_all" / "checkpoint_final.pth"
-            assert gathered["models"][f"segment/{name}"]["checkpoints"] == {"all": _sha(checkpoint)}
+            assert gathered["models"][name]["checkpoints"] == {"all": _sha(checkpoint)}
     listed = (results / "manifest.tsv").read_text()
     for name in ("sub-001/segment/tiny_regions_probabilities.npz", "sub-002/fuse/segmentation.nii.gz",
                  "sub-002/radiomics/features.parquet", "cohort/features_wide.csv"):

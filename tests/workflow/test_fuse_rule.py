@@ -69,11 +69,11 @@ def test_fuse_rule_runs_on_member_label_maps(tiny_cohort, tmp_path):
     np.testing.assert_array_equal(np.asanyarray(fused.dataobj), expected["sub-001"])
 
     record = json.loads(paths.step_record(results, "sub-001", "fuse").read_text())
-    assert record["method"] == "weighted" and record["mode"] == "regions" and record["convention"] == "brats2023"
-    assert record["weights"] == [1.0, 2.0, 1.0, 0.5]
+    parameters = record["parameters"]
+    assert parameters["method"] == "weighted" and parameters["mode"] == "regions"
+    assert parameters["convention"] == "brats2023" and parameters["weights"] == [1.0, 2.0, 1.0, 0.5]
     member_file = paths.segment_member(results, "sub-001", "shifted")
-    shifted = next(m for m in record["members"] if m["name"] == "shifted")
-    assert shifted["sha256"] == hashlib.sha256(Path(member_file).read_bytes()).hexdigest()
+    assert record["inputs"]["shifted"]["sha256"] == hashlib.sha256(Path(member_file).read_bytes()).hexdigest()
     assert record["environment"]["packages"]["numpy"]
     assert paths.log_file(results, "sub-001", "fuse").is_file()
     assert paths.benchmark_file(results, "sub-001", "fuse").is_file()

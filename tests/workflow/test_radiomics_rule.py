@@ -78,8 +78,8 @@ def test_radiomics_and_cohort_table_rules(tiny_cohort, tmp_path):
         assert row["ET_volume_ml"] == pytest.approx(np.count_nonzero(fused == 3) * 27 / 1000)
         assert row["WT_volume_ml"] == pytest.approx(np.count_nonzero(fused) * 27 / 1000)
         record = json.loads(paths.step_record(results, subject, "radiomics").read_text())
-        assert record["threads"] == 2 and record["convention"] == "brats2023"
-        assert record["inputs"]["segmentation"]["file"] == str(paths.fused_segmentation(results, subject))
+        assert record["parameters"]["threads"] == 2 and record["parameters"]["convention"] == "brats2023"
+        assert record["inputs"]["segmentation"]["path"] == str(paths.fused_segmentation(results, subject))
         assert set(record["inputs"]) >= {*MODALITIES, "brain_mask", "segmentation"}
         assert paths.log_file(results, subject, "radiomics").is_file()
         assert paths.benchmark_file(results, subject, "radiomics").is_file()

@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
-import shutil
 import tempfile
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import ExitStack, contextmanager
@@ -25,9 +24,9 @@ from .alignment import FLATTEN_MM, AlignmentCheck, MovingImage, check_alignment,
 from .atlas import load_atlas
 from .cohort import MODALITY_NAMES
 from .errors import ConfigError, InputError, RegistrationError
-from .io import (check_image, from_ants, label_image, load_image, same_grid, save_image, save_json, sha256_file,
-                 to_ants)
-from .provenance import Timer, environment
+from .io import check_image, from_ants, label_image, load_image, same_grid, save_image, to_ants
+from .paths import StepFiles
+from .step import StepRun, check_record
 
 log = logging.getLogger(__name__)
 
@@ -205,10 +204,10 @@ class Coregistration:
         import ants
 
         params = self.params
-        out_dir = Path(out_dir)
-        timer = Timer()
+        files = StepFiles(out_dir, "coregister")
+        run = StepRun("coregister", self.subject, files.record, parameters=asdict(params))
 
-        with timer.phase("load"):
+        with run.phase("load"):
             loaded = {}
             for modality, path in images.items():
                 # Spacing policy is ingest's business; here only what would break a registration.
@@ -224,11 +223,12 @@ class Coregistration:
             fixed = to_ants(atlas.image)
             dilation = max(1, int(round(params.mask_dilation_mm / min(fixed.spacing))))
             atlas_mask = ants.iMath(to_ants(atlas.mask), "MD", dilation) if atlas.mask is not None else None
+            run.add_inputs(images)
 
         records: dict[str, Registration] = {}
         with ExitStack() as stack:
             workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bratsflow-coregister-")))
-            with timer.phase("register"):
+            with run.phase("register"):
                 # Registering smoothed copies at each schedule's finest resolution gives the result of letting
                 # ANTs shrink the full images, without reading and warping those in every job.
                 coarse, fine = params.level_resolutions_mm[-1], params.refine_resolutions_mm[-1]
@@ -293,7 +293,7 @@ class Coregistration:
                 done.update({m: (identity, 0.0) for m in kept})
                 jobs.update(second)
 
-            with timer.phase("check"):
+            with run.phase("check"):
                 # A registration that fails a check gets a second try with another sampling seed.
                 def retry(modality: str) -> tuple[str, float]:
                     return submit(modality, jobs[modality], replace(params, seed=params.seed + 1), "-retry").result()
@@ -307,48 +307,33 @@ class Coregistration:
             coreg_tx = {m: tx for m, (tx, _) in done.items() if m != centre}
 
             # Everything checked: only now write, so a failed subject leaves its old outputs alone.
-            transform_dir = out_dir / "transforms"
-            transform_dir.mkdir(parents=True, exist_ok=True)
-            atlas_file = transform_dir / f"{centre}-to-atlas.mat"
-            shutil.copyfile(atlas_tx, atlas_file)
+            atlas_file = run.copy_file(f"{centre}-to-atlas", atlas_tx, files.transform(centre, "atlas"))
             chains = {centre: [atlas_file.name]}
             for modality, tx in coreg_tx.items():
-                target = transform_dir / f"{modality}-to-{centre}.mat"
-                shutil.copyfile(tx, target)
+                target = run.copy_file(f"{modality}-to-{centre}", tx, files.transform(modality, centre))
                 # ants.apply_transforms maps each fixed-grid point through the list in order:
                 # atlas -> centre -> modality.
                 chains[modality] = [atlas_file.name, target.name]
 
-            outputs = {}
             for modality in native:
-                with timer.phase(f"resample_{modality}"):
+                with run.phase(f"resample_{modality}"):
                     moved = ants.apply_transforms(
-                        fixed, native[modality], [str(transform_dir / f) for f in chains[modality]],
+                        fixed, native[modality], [str(files.transforms / f) for f in chains[modality]],
                         interpolator=INTERPOLATORS[params.interpolation], defaultvalue=params.fill_value)
-                    path = save_image(from_ants(moved), out_dir / f"{modality}.nii.gz")
-                outputs[modality] = {"path": path.name, "sha256": sha256_file(path)}
+                    run.save_image(modality, from_ants(moved), files.image(modality))
 
-        record = {
-            "step": "coregister",
-            "subject": self.subject,
-            "centre": centre,
-            "atlas": {"name": atlas.name, "source": atlas.source, "sha256": atlas.sha256,
-                      "shape": list(atlas.image.shape), "affine": atlas.image.affine.tolist()},
-            "parameters": asdict(params),
-            "inputs": {m: {"path": str(p), "sha256": sha256_file(p)} for m, p in images.items()},
-            "outputs": outputs,
-            "transforms": {
+        run.add_atlas(atlas.name, source=atlas.source, sha256=atlas.sha256)
+        return run.finish(
+            centre=centre,
+            atlas={"name": atlas.name, "shape": list(atlas.image.shape), "affine": atlas.image.affine.tolist()},
+            transforms={
                 "convention": "ANTs/ITK, LPS; a file maps points of the fixed space to the moving space",
                 "to_atlas": chains,
                 "note": "ants.apply_transforms(fixed=atlas, moving=native image, transformlist=to_atlas[m]); "
                         "back to native: fixed=native image, the reversed list, every transform inverted",
             },
-            "registrations": {m: asdict(r) for m, r in records.items()},
-            "timings_s": timer.seconds,
-            "environment": environment(),
-        }
-        save_json(record, out_dir / "coregister.json")
-        return record
+            registrations={m: asdict(r) for m, r in records.items()},
+        )
 
     def _references(self, atlas, copies: dict, centre: str) -> dict[str, Reference]:
         """The fixed sides of the checks: the atlas (its brain, and its core for coverage) and the centre."""
@@ -476,8 +461,8 @@ def to_native(image: str | Path, coregister_dir: str | Path, modality: str, out:
 
     import ants
 
-    coregister_dir = Path(coregister_dir)
-    record = json.loads((coregister_dir / "coregister.json").read_text())
+    files = StepFiles(coregister_dir, "coregister")
+    record = check_record(json.loads(files.record.read_text()), files.record)
     chains = record["transforms"]["to_atlas"]
     if modality not in chains:
         raise ConfigError(f"no transforms for modality {modality!r} in {coregister_dir}; have {sorted(chains)}")
@@ -485,7 +470,7 @@ def to_native(image: str | Path, coregister_dir: str | Path, modality: str, out:
     source = load_image(image)
     moving = to_ants(source)
     fixed = to_ants(load_image(reference, modality=modality))
-    chain = [str(coregister_dir / "transforms" / name) for name in reversed(chains[modality])]
+    chain = [str(files.transforms / name) for name in reversed(chains[modality])]
     moved = ants.apply_transforms(fixed, moving, chain, whichtoinvert=[True] * len(chain),
                                   interpolator="genericLabel" if labels else "linear", defaultvalue=fill_value)
     result = from_ants(moved, dtype=np.uint8 if labels else np.float32)

@@ -76,7 +76,7 @@ import numpy as np
 
 from .errors import ConfigError, InputError
 from .io import (check_probabilities, grid_mismatch, label_image_like, load_image, load_probabilities,
-                 probability_kind, same_grid, save_image, save_json, sha256_file)
+                 probability_kind, same_grid)
 from .labels import BACKGROUND, NESTING, REGION_DEPTH, REGIONS, from_depth, get_convention, to_depth
 
 log = logging.getLogger(__name__)
@@ -630,44 +630,35 @@ def fuse_files(segmentations: Sequence[str | Path], out: str | Path, *, record: 
                method: str = "majority", weights: Sequence[float] | None = None, mode: str = "regions",
                convention: str = "brats2023", simple: SimpleParams | None = None,
                subject: str | None = None) -> Path:
-    """Fuse label map files into `out` (uint8 NIfTI) and write a provenance record (JSON) when asked."""
-    from .provenance import Timer, environment
+    """Fuse label map files into `out` (uint8 NIfTI) and write the step's record (JSON) when asked."""
+    from .step import StepRun
 
-    timer = Timer()
     paths = [Path(p) for p in segmentations]
     names = list(names) if names is not None else [_default_name(p, i) for i, p in enumerate(paths)]
-    with timer.phase("load"):
+    run = StepRun("fuse", subject, record)
+    with run.phase("load"):
         images = [load_image(p, subject=subject) for p in paths]
-    with timer.phase("fuse"):
+    with run.phase("fuse"):
         fused, details = fuse(images, method=method, weights=weights, mode=mode, convention=convention,
                               probabilities=probabilities if method == "mean" else None, names=names,
                               simple=simple, subject=subject, return_details=True)
-    with timer.phase("save"):
-        save_image(fused, out)
+    with run.phase("save"):
+        voxels = {name: int(np.count_nonzero(np.asanyarray(fused.dataobj) == value))
+                  for name, value in get_convention(convention).labels.items()}
+        run.save_image("segmentation", fused, out, voxels=voxels)
     if record is not None:
-        members = []
-        for i, (name, path) in enumerate(zip(names, paths)):
-            member = {"name": name, "file": str(path), "sha256": sha256_file(path),
-                      "weight": details["weights"][i]}
-            if method == "mean":
-                member["probabilities"] = {"file": str(probabilities[i]), "sha256": sha256_file(probabilities[i])}
-            members.append(member)
-        save_json({
-            "step": "fuse",
-            "subject": subject,
+        run.add_inputs(dict(zip(names, paths)))
+        if method == "mean":
+            run.add_inputs({f"{name}_probabilities": path for name, path in zip(names, probabilities)})
+        run.parameters = {
             "method": method,
             "mode": mode,
             "convention": convention,
+            "members": names,
             "weights": details["weights"] if method in WEIGHTED_METHODS else None,
             "simple": asdict(simple or SimpleParams()) if method == "simple" else None,
-            "members": members,
-            "output": {"file": str(out), "sha256": sha256_file(out),
-                       "voxels": {name: int(np.count_nonzero(np.asanyarray(fused.dataobj) == value))
-                                  for name, value in get_convention(convention).labels.items()}},
-            "details": {k: v for k, v in details.items() if k not in ("members", "weights", "method", "mode")},
-            "timings_s": timer.seconds,
-            "environment": environment(),
-        }, record)
+        }
+        run.finish(details={k: v for k, v in details.items() if k not in ("members", "weights", "method", "mode")})
     log.info("fused %d members (%s, %s) into %s in %.2f s", len(paths), method, mode, out,
-             sum(timer.seconds.values()))
+             sum(run.timer.seconds.values()))
     return Path(out)

@@ -13,8 +13,9 @@ import nibabel as nib
 
 from .cohort import MODALITIES, MODALITY_NAMES, Subject
 from .errors import BratsflowError, InputError
-from .io import axcodes, check_image, load_image, reorient, save_image, save_json, sha256_file, spacing
-from .provenance import Timer, environment
+from .io import axcodes, check_image, load_image, reorient, sha256_file, spacing
+from .paths import StepFiles
+from .step import StepRun, check_record
 
 log = logging.getLogger(__name__)
 
@@ -81,20 +82,20 @@ def ingest_subject(subject: Subject, out_dir: str | Path, *, orientation: str = 
                    spacing_range_mm: tuple[float, float] = DEFAULT_SPACING_RANGE_MM) -> dict:
     """Check all four images first and write only when every one passes, so a bad subject leaves no
     partial output; every problem of the subject is reported at once."""
-    timer = Timer()
-    out_dir = Path(out_dir)
+    files = StepFiles(out_dir, "ingest")
     sid = subject.subject_id
+    run = StepRun("ingest", sid, files.record,
+                  parameters={"orientation": orientation, "spacing_range_mm": list(spacing_range_mm)})
     checked: dict[str, tuple[nib.Nifti1Image, dict]] = {}
     problems: list[str] = []
     with tempfile.TemporaryDirectory(prefix=f"bratsflow-ingest-{sid}-") as tmp:
         for modality in MODALITIES:
             try:
-                with timer.phase(f"read_{modality}"):
+                with run.phase(f"read_{modality}"):
                     path = subject.image(modality)
                     img, source = _read_source(Path(path), Path(tmp), sid, modality)
-                    file = source["path"]
                     img = check_image(img, spacing_range_mm=spacing_range_mm, subject=sid, modality=modality,
-                                      file=file)
+                                      file=source["path"])
                 checked[modality] = (img, source)
             except BratsflowError as exc:
                 problems.append(_without_subject(exc))
@@ -104,27 +105,17 @@ def ingest_subject(subject: Subject, out_dir: str | Path, *, orientation: str = 
 
         images = {}
         for modality, (img, source) in checked.items():
-            with timer.phase(f"write_{modality}"):
-                out = save_image(reorient(img, orientation), out_dir / f"{modality}.nii.gz")
+            run.add_input(modality, source)
+            with run.phase(f"write_{modality}"):
+                run.save_image(modality, reorient(img, orientation), files.image(modality))
             images[modality] = {
-                "source": source,
                 "source_orientation": axcodes(img),
                 "source_shape": list(img.shape),
                 "spacing_mm": list(spacing(img)),
                 "dtype": str(img.get_data_dtype()),
-                "output": str(out),
                 "output_orientation": orientation,
-                "output_sha256": sha256_file(out),
             }
-    record = {
-        "step": "ingest",
-        "subject": sid,
-        "parameters": {"orientation": orientation, "spacing_range_mm": list(spacing_range_mm)},
-        "images": images,
-        "timings_s": timer.seconds,
-        "environment": environment(),
-    }
-    save_json(record, out_dir / "ingest.json")
+    record = run.finish(images=images)
     log.info("%s: ingested %s", sid, ", ".join(MODALITY_NAMES[m] for m in MODALITIES))
     return record
 
@@ -159,17 +150,18 @@ def cohort_table(records: list[str | Path]) -> "pd.DataFrame":
 
     rows = []
     for path in records:
-        record = json.loads(Path(path).read_text())
+        record = check_record(json.loads(Path(path).read_text()), path)
         for modality, image in record["images"].items():
+            source = record["inputs"][modality]
             rows.append({
                 "subject": record["subject"],
                 "modality": modality,
-                "source": image["source"]["path"],
-                "format": image["source"]["format"],
-                "source_sha256": image["source"]["sha256"],
+                "source": source["path"],
+                "format": source["format"],
+                "source_sha256": source["sha256"],
                 "source_orientation": image["source_orientation"],
                 "shape": "x".join(map(str, image["source_shape"])),
                 "spacing_mm": "x".join(f"{s:.4g}" for s in image["spacing_mm"]),
-                "output_sha256": image["output_sha256"],
+                "output_sha256": record["outputs"][modality]["sha256"],
             })
     return pd.DataFrame(rows)

@@ -262,7 +262,6 @@ def label_image_like(labels: np.ndarray, reference: nib.Nifti1Image) -> nib.Nift
 # models their softmax under background, NETC, SNFH, ET (names, not values, so the file is convention-free).
 REGION_PROBABILITY_KEYS: tuple[str, ...] = REGIONS
 LABEL_PROBABILITY_KEYS: tuple[str, ...] = (BACKGROUND, *SUBREGIONS)
-PROBABILITY_SUFFIX = "_probabilities.npz"
 
 
 def probability_kind(keys) -> str:

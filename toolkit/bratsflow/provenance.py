@@ -80,9 +80,11 @@ def gather(subject: str, records: list[str | Path], *, containers: dict[str, str
     """One subject's provenance from its steps' records (`<step>/<step>.json`, `segment/<member>.json`, …).
 
     The records are kept whole under `steps` (keyed by their path below the subject's folder); the summary above
-    them collects what a reader looks for first: the input checksums, software versions (one value when every
-    step agrees, else the value each step ran with), models and atlases with their checksums, container images,
-    and each step's time."""
+    them collects, from the keys every record has (bratsflow.step.RECORD_KEYS), what a reader looks for first: the
+    input checksums, software versions (one value when every step agrees, else the value each step ran with),
+    models and atlases with their checksums, container images, and each step's time."""
+    from .step import check_record
+
     steps = {}
     for path in records:
         path = Path(path)
@@ -90,36 +92,24 @@ def gather(subject: str, records: list[str | Path], *, containers: dict[str, str
             record = json.loads(path.read_text())
         except (OSError, ValueError) as exc:
             raise InputError(f"not a readable step record ({exc})", subject=subject, file=path) from None
-        if record.get("subject") not in (None, subject):
+        record = check_record(record, path, subject)
+        if record["subject"] not in (None, subject):
             raise InputError(f"the record belongs to subject {record['subject']}", subject=subject, file=path)
         steps[f"{path.parent.name}/{path.stem}"] = record
 
-    ingest = next((r for r in steps.values() if r.get("step") == "ingest"), {})
-    inputs = {m: {k: image["source"].get(k) for k in ("path", "format", "sha256")}
-              for m, image in ingest.get("images", {}).items()}
-    models, atlases = {}, {}
-    for key, record in steps.items():
-        method = record.get("method") if isinstance(record.get("method"), dict) else {}
-        if {"model", "image"} & set(method):  # segmentation members, HD-BET
-            models[key] = {k: v for k, v in method.items() if k in MODEL_KEYS}
-        if "atlas_sha256" in method:  # skull stripping's atlas backend
-            atlases[method["atlas"]] = {"source": method.get("atlas_source"), "sha256": method["atlas_sha256"]}
-        if isinstance(record.get("atlas"), dict):  # co-registration
-            atlases[record["atlas"]["name"]] = {k: record["atlas"].get(k) for k in ("source", "sha256")}
+    ingest = next((r for r in steps.values() if r["step"] == "ingest"), None)
+    inputs = {m: {k: entry.get(k) for k in ("path", "format", "sha256")}
+              for m, entry in (ingest["inputs"] if ingest else {}).items()}
     return {
         "subject": subject,
         "inputs": inputs,
-        "software": _agreed({key: record.get("environment", {}) for key, record in steps.items()}),
-        "models": models,
-        "atlases": atlases,
+        "software": _agreed({key: record["environment"] for key, record in steps.items()}),
+        "models": {name: model for record in steps.values() for name, model in record["models"].items()},
+        "atlases": {name: atlas for record in steps.values() for name, atlas in record["atlases"].items()},
         "containers": {"images": dict(containers or {}), "used": containers_used},
-        "timings_s": {key: round(sum(record.get("timings_s", {}).values()), 3) for key, record in steps.items()},
+        "timings_s": {key: round(sum(record["timings_s"].values()), 3) for key, record in steps.items()},
         "steps": steps,
     }
-
-
-# What identifies a model or image in a step's `method` details (the rest are run settings).
-MODEL_KEYS = ("model", "checkpoints", "checkpoint_sha256", "image", "image_id", "runtime", "device")
 
 
 def _agreed(environments: dict[str, dict]) -> dict:

@@ -23,8 +23,9 @@ import pandas as pd
 import yaml
 
 from .errors import ConfigError, InputError
-from .io import check_image, load_image, require_same_grid, save_json, save_table, sha256_file, to_sitk
+from .io import check_image, load_image, require_same_grid, save_table, sha256_file, to_sitk
 from .labels import SUMMARY_REGIONS, region_mask, to_depth
+from .paths import StepFiles
 
 log = logging.getLogger(__name__)
 
@@ -376,8 +377,8 @@ def _load_inputs(images: dict[str, Path], mask: Path, brain_mask: Path | None, *
     return mask_img, arrays, brain
 
 
-def _inputs_record(files: dict[str, Path]) -> dict:
-    return {name: {"file": str(path), "sha256": sha256_file(path)} for name, path in files.items()}
+def _parameters(params: Params, **more) -> dict:
+    return {"params": {"file": params.file, "sha256": params.sha256, "content": params.pyradiomics}, **more}
 
 
 def radiomics_subject(images: dict[str, str | Path], segmentation: str | Path, out_dir: str | Path, *,
@@ -385,13 +386,15 @@ def radiomics_subject(images: dict[str, str | Path], segmentation: str | Path, o
                       subject: str = "", threads: int = 1) -> pd.DataFrame:
     """Features of the five tumour regions × the given modalities of one subject, written to
     OUT/features.parquet, OUT/features.csv and the record OUT/radiomics.json."""
-    from .provenance import Timer, environment
+    from .step import StepRun
 
-    timer = Timer()
+    files = StepFiles(out_dir, "radiomics")
+    run = StepRun("radiomics", subject, files.record,
+                  parameters=_parameters(params, convention=convention, threads=threads))
     if not images:
         raise InputError("radiomics needs at least one image", subject=subject)
     images = {m: Path(p) for m, p in images.items()}
-    with timer.phase("load"):
+    with run.phase("load"):
         seg_img, arrays, brain = _load_inputs(images, Path(segmentation), brain_mask and Path(brain_mask),
                                               subject=subject, what="the segmentation")
         labels = np.asarray(seg_img.dataobj)
@@ -401,31 +404,16 @@ def radiomics_subject(images: dict[str, str | Path], segmentation: str | Path, o
     tumour = bool(regions["WT"].any())
     if not tumour:
         log.warning("subject %s: the segmentation holds no tumour; every feature is NaN", subject)
-    with timer.phase("extract"):
-        table, record = extract(arrays, regions, seg_img.affine, params, brain=brain, subject=subject,
-                                tumour=tumour, threads=threads, files=images)
-    out_dir = Path(out_dir)
-    outputs = {suffix: out_dir / f"features{suffix}" for suffix in (".parquet", ".csv")}
-    with timer.phase("save"):
-        for path in outputs.values():
-            save_table(table, path)
-    inputs = {**images, "segmentation": Path(segmentation)}
-    if brain_mask is not None:
-        inputs["brain_mask"] = Path(brain_mask)
-    save_json({
-        "step": "radiomics",
-        "subject": subject,
-        "convention": convention,
-        "params": {"file": params.file, "sha256": params.sha256, "content": params.pyradiomics},
-        "inputs": _inputs_record(inputs),
-        **record,
-        "outputs": _inputs_record({suffix.lstrip("."): path for suffix, path in outputs.items()}),
-        "threads": threads,
-        "timings_s": timer.seconds,
-        "environment": environment(),
-    }, out_dir / "radiomics.json")
+    with run.phase("extract"):
+        table, details = extract(arrays, regions, seg_img.affine, params, brain=brain, subject=subject,
+                                 tumour=tumour, threads=threads, files=images)
+    run.add_inputs({**images, "segmentation": segmentation, **({"brain_mask": brain_mask} if brain_mask else {})})
+    with run.phase("save"):
+        for suffix in (".parquet", ".csv"):
+            run.save_table(suffix.lstrip("."), table, files.features(suffix))
+    run.finish(**details)
     log.info("subject %s: %d features of %d regions x %d modalities in %.1f s", subject, len(table),
-             len(regions), len(images), sum(timer.seconds.values()))
+             len(regions), len(images), sum(run.timer.seconds.values()))
     return table
 
 
@@ -443,14 +431,16 @@ def radiomics_image(image: str | Path, mask: str | Path, out: str | Path, *, par
     selected = values == label if label is not None else values != 0
     if not selected.any():
         log.warning("%s: the mask holds no voxel of %s", mask, region)
-    table, details = extract(arrays, {region: selected}, mask_img.affine, params, brain=brain, subject=subject,
-                             threads=threads, files={modality: Path(image)})
-    save_table(table, out)
+    from .step import StepRun
+
+    run = StepRun("radiomics", subject, record, parameters=_parameters(params, label=label, threads=threads))
+    with run.phase("extract"):
+        table, details = extract(arrays, {region: selected}, mask_img.affine, params, brain=brain,
+                                 subject=subject, threads=threads, files={modality: Path(image)})
+    run.save_table("table", table, out)
     if record is not None:
-        inputs = {modality: Path(image), "mask": Path(mask), **({"brain_mask": Path(brain_mask)} if brain_mask else {})}
-        save_json({"step": "radiomics", "subject": subject, "label": label,
-                   "params": {"file": params.file, "sha256": params.sha256, "content": params.pyradiomics},
-                   "inputs": _inputs_record(inputs), **details}, record)
+        run.add_inputs({modality: image, "mask": mask, **({"brain_mask": brain_mask} if brain_mask else {})})
+        run.finish(**details)
     return table
 
 

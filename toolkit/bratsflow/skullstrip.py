@@ -27,9 +27,9 @@ from .atlas import load_atlas
 from .cohort import MODALITY_NAMES
 from .coregister import CoregisterParams, register_linear, single_threaded_pool, working_copy
 from .errors import ConfigError, InputError
-from .io import (check_image, label_image_like, load_image, require_same_grid, same_grid, save_image, save_json,
-                 sha256_file, to_ants)
-from .provenance import Timer, environment
+from .io import check_image, label_image_like, load_image, require_same_grid, same_grid, to_ants
+from .paths import StepFiles
+from .step import StepRun
 
 log = logging.getLogger(__name__)
 
@@ -319,9 +319,9 @@ def skullstrip(images: dict[str, str | Path], out_dir: str | Path, params: Skull
     low, high = params.volume_range_ml
     if not 0 <= low < high:
         raise ConfigError(f"volume_range_ml must be two increasing volumes, not {params.volume_range_ml}")
-    timer = Timer()
-    out_dir = Path(out_dir)
-    with timer.phase("load"):
+    files = StepFiles(out_dir, "skullstrip")
+    run = StepRun("skullstrip", subject, files.record, parameters=asdict(params))
+    with run.phase("load"):
         loaded = {m: check_image(load_image(p, subject=subject, modality=m), subject=subject, modality=m, file=p,
                                  spacing_range_mm=None) for m, p in images.items()}
         source = params.modality if params.modality in loaded else params.fallback
@@ -338,7 +338,7 @@ def skullstrip(images: dict[str, str | Path], out_dir: str | Path, params: Skull
     source_data = reference.get_fdata(dtype=np.float32)
     examined = list(loaded) if params.input != "auto" else [source]
     with tempfile.TemporaryDirectory(prefix="bratsflow-skullstrip-") as tmp:
-        with timer.phase("examine"):
+        with run.phase("examine"):
             supports = {m: support_of(loaded[m].get_fdata(dtype=np.float32), spacing, params) for m in examined}
             distance = None
             if any(low <= ml <= high for _, ml in supports.values()):
@@ -363,7 +363,7 @@ def skullstrip(images: dict[str, str | Path], out_dir: str | Path, params: Skull
             if params.input != "auto":
                 check_declared(evidence, params, images, subject)
             stripped = evidence[source].stripped
-        with timer.phase("mask"):
+        with run.phase("mask"):
             if stripped:
                 mask, details = supports[source][0], {"given_brain": source}
             else:
@@ -383,22 +383,22 @@ def skullstrip(images: dict[str, str | Path], out_dir: str | Path, params: Skull
                          modality=MODALITY_NAMES[source], file=images[source])
 
     # Everything checked: only now write, so a failed subject leaves earlier outputs alone.
-    outputs = {}
-    with timer.phase("write"):
-        path = save_image(label_image_like(mask, reference), out_dir / "brain_mask.nii.gz")
-        outputs["brain_mask"] = {"path": path.name, "sha256": sha256_file(path)}
+    run.add_inputs(images)
+    with run.phase("write"):
+        run.save_image("brain_mask", label_image_like(mask, reference), files.brain_mask)
         for modality, img in loaded.items():
             data = np.where(mask, img.get_fdata(dtype=np.float32), np.float32(params.fill_value))
             masked = nib.Nifti1Image(data.astype(np.float32), img.affine, img.header)
             masked.set_data_dtype(np.float32)
-            path = save_image(masked, out_dir / f"{modality}.nii.gz")
-            outputs[modality] = {"path": path.name, "sha256": sha256_file(path)}
-    record = {
-        "step": "skullstrip",
-        "subject": subject,
-        "backend": params.backend,
-        "mask_modality": source,
-        "input": {
+            run.save_image(modality, masked, files.image(modality))
+    if "atlas_sha256" in details:
+        run.add_atlas(details["atlas"], source=details["atlas_source"], sha256=details["atlas_sha256"])
+    if "checkpoint_sha256" in details:
+        run.add_model(params.model, **{k: details[k] for k in ("model", "checkpoint_sha256", "device")})
+    record = run.finish(
+        backend=params.backend,
+        mask_modality=source,
+        input={
             "declared": params.input,
             "decided": "stripped" if stripped else "skull",
             "mask_from": "the given brain (its support, largest component, holes filled); no backend ran"
@@ -409,17 +409,11 @@ def skullstrip(images: dict[str, str | Path], out_dir: str | Path, params: Skull
                            "stripped_max_outside": params.stripped_max_outside,
                            "fit_margin_mm": params.fit_margin_mm, "fit_max_outside": params.fit_max_outside},
         },
-        "field_of_view": {"in_view_ml": round(float(np.count_nonzero(view)) * voxel_ml, 2),
-                          "clipped_ml": round(clipped_ml, 2)},
-        "brain_volume_ml": round(volume_ml, 2),
-        "method": details,
-        "parameters": asdict(params),
-        "inputs": {m: {"path": str(p), "sha256": sha256_file(p)} for m, p in images.items()},
-        "outputs": outputs,
-        "timings_s": timer.seconds,
-        "environment": environment(),
-    }
-    save_json(record, out_dir / "skullstrip.json")
+        field_of_view={"in_view_ml": round(float(np.count_nonzero(view)) * voxel_ml, 2),
+                       "clipped_ml": round(clipped_ml, 2)},
+        brain_volume_ml=round(volume_ml, 2),
+        method=details,
+    )
     log.info("%s: brain mask %.0f mL (%s, on %s; %.1f mL beyond the field of view clipped)", subject, volume_ml,
              method, source, clipped_ml)
     return record

@@ -25,17 +25,18 @@ RECORD_KEYS = ("step", "record_version", "subject", "parameters", "inputs", "out
 
 
 class StepRun:
-    """One run of `step` for one subject, whose record goes to `record` (a `paths.StepFiles` record path).
+    """One run of `step` for one subject, whose record goes to `record` (a `paths.StepFiles` record path; None:
+    the outputs are written and checksummed, but no record is kept, as for `bratsflow fuse` without --record).
 
     inputs / outputs: name -> {"path", "sha256", ...}; an output's path is relative to the record's folder when it
     lies inside it, so a results folder can move. models: name -> what identifies a model (checkpoint or image and
     their checksums). atlases: name -> {"source", "sha256"}."""
 
-    def __init__(self, step: str, subject: str | None, record: str | Path, *,
+    def __init__(self, step: str, subject: str | None, record: str | Path | None, *,
                  parameters: Mapping[str, Any] | None = None) -> None:
         self.step = step
         self.subject = subject
-        self.record = Path(record)
+        self.record = None if record is None else Path(record)
         self.parameters = dict(parameters or {})
         self.timer = Timer()
         self.inputs: dict[str, dict] = {}
@@ -66,10 +67,9 @@ class StepRun:
         self.atlases[name] = {"source": source, "sha256": sha256}
 
     def _output(self, name: str, path: Path, **extra: Any) -> Path:
-        try:
+        shown = str(path)
+        if self.record is not None and path.resolve().is_relative_to(self.record.parent.resolve()):
             shown = path.resolve().relative_to(self.record.parent.resolve()).as_posix()
-        except ValueError:
-            shown = str(path)
         self.outputs[name] = {"path": shown, "sha256": sha256_file(path), **extra}
         return path
 
@@ -90,6 +90,8 @@ class StepRun:
 
     def finish(self, **details: Any) -> dict:
         """Write the record: the fixed keys, then the step's own `details`."""
+        if self.record is None:
+            raise ValueError(f"{self.step}: this run keeps no record")
         clash = sorted(set(details) & set(RECORD_KEYS))
         if clash:
             raise ValueError(f"{self.step} record: {clash} are fixed keys of every record")

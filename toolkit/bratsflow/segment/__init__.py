@@ -15,10 +15,10 @@ import numpy as np
 
 from ..cohort import MODALITIES, MODALITY_NAMES
 from ..errors import ConfigError, InputError
-from ..io import (PROBABILITY_SUFFIX, check_image, label_image_like, load_image, require_same_grid, save_image,
-                  save_json, save_probabilities, sha256_file)
+from ..io import check_image, label_image_like, load_image, require_same_grid
 from ..labels import convert
-from ..provenance import Timer, environment
+from ..paths import StepFiles
+from ..step import StepRun
 
 log = logging.getLogger(__name__)
 
@@ -74,9 +74,9 @@ class Member:
 def segment(images: dict[str, str | Path], member: Member, out_dir: str | Path, *, convention: str = "brats2023",
             subject: str | None = None, threads: int = 1) -> dict:
     """Run one member on one subject's atlas-space images and write `<name>.nii.gz` (+ probabilities, record)."""
-    timer = Timer()
-    out_dir = Path(out_dir)
-    with timer.phase("load"):
+    files = StepFiles(out_dir, "segment")
+    run = StepRun("segment", subject, files.member_record(member.name), parameters=asdict(member))
+    with run.phase("load"):
         loaded = {m: check_image(load_image(p, subject=subject, modality=m), subject=subject, modality=m, file=p,
                                  spacing_range_mm=None) for m, p in images.items()}
         reference = next(iter(loaded.values()))
@@ -84,39 +84,34 @@ def segment(images: dict[str, str | Path], member: Member, out_dir: str | Path, 
             require_same_grid(img, reference, "the grid of the first image",
                               why="the four images must share one grid (skull stripping's outputs)", subject=subject,
                               modality=MODALITY_NAMES[modality], file=images[modality])
-    with timer.phase("predict"):
+    with run.phase("predict"):
         if member.kind == "nnunetv2":
             from .nnunet import predict
         else:
             from .container import predict
         labels, probabilities, details = predict({m: Path(p) for m, p in images.items()}, member,
-                                                 subject=subject, threads=threads, workdir=out_dir)
+                                                 subject=subject, threads=threads, workdir=files.folder)
     if labels.shape != reference.shape:
         raise InputError(f"member {member.name} returned a label map of shape {labels.shape}, expected "
                          f"{reference.shape}", subject=subject)
     labels = convert(labels, member.labels, convention)
 
-    with timer.phase("write"):
-        label_file = save_image(label_image_like(labels, reference), out_dir / f"{member.name}.nii.gz")
-        outputs = {"labels": {"path": label_file.name, "sha256": sha256_file(label_file)}}
+    run.add_inputs(images)
+    with run.phase("write"):
+        run.save_image("labels", label_image_like(labels, reference), files.member(member.name))
         if probabilities is not None and member.probabilities:
-            prob_file = save_probabilities(probabilities, out_dir / f"{member.name}{PROBABILITY_SUFFIX}")
-            outputs["probabilities"] = {"path": prob_file.name, "sha256": sha256_file(prob_file)}
-    record = {
-        "step": "segment",
-        "subject": subject,
-        "member": asdict(member),
-        "convention": convention,
-        "method": details,
-        "inputs": {m: {"path": str(p), "sha256": sha256_file(p)} for m, p in images.items()},
-        "outputs": outputs,
-        "volumes_ml": {str(int(v)): round(float(np.count_nonzero(labels == v)) * _voxel_ml(reference), 3)
-                       for v in np.unique(labels) if v},
-        "timings_s": timer.seconds,
-        "environment": environment(),
-    }
-    save_json(record, out_dir / f"{member.name}.json")
-    return record
+            run.save_probabilities("probabilities", probabilities, files.member_probabilities(member.name))
+    run.add_model(member.name, **{k: v for k, v in details.items() if k in MODEL_KEYS})
+    return run.finish(
+        convention=convention,
+        method=details,
+        volumes_ml={str(int(v)): round(float(np.count_nonzero(labels == v)) * _voxel_ml(reference), 3)
+                    for v in np.unique(labels) if v},
+    )
+
+
+# What identifies a member's model in its `method` details (the rest are run settings).
+MODEL_KEYS = ("model", "checkpoints", "image", "image_id", "runtime", "device")
 
 
 def _voxel_ml(img) -> float:
