@@ -19,31 +19,12 @@ wildcard_constraints:
 
 
 include: "workflow/rules/demo.smk"
-include: "workflow/rules/ingest.smk"
-include: "workflow/rules/coregister.smk"
-include: "workflow/rules/skullstrip.smk"
-include: "workflow/rules/segment.smk"
-include: "workflow/rules/fuse.smk"
-include: "workflow/rules/radiomics.smk"
 
 
-# Everything a cohort run delivers; the manifest rule checksums them once they all exist.
-FINAL_TARGETS = [
-    expand(step_outputs("coregister", "{subject}"), subject=SUBJECTS),
-    expand(step_outputs("skullstrip", "{subject}"), subject=SUBJECTS),
-    expand(
-        str(paths.step_image(RESULTS, "{subject}", "deface", "{modality}")),
-        subject=SUBJECTS if config["deface"]["enabled"] else [],
-        modality=MODALITIES,
-    ),
-    native_targets(),
-    str(paths.cohort_file(RESULTS, "ingest.tsv")),
-    # The fused segmentation, its radiomics and the cohort's feature tables once segment.members names an ensemble.
-    expand(str(paths.fused_segmentation(RESULTS, "{subject}")), subject=SUBJECTS if FUSE_MEMBERS else []),
-    expand(str(paths.radiomics_features(RESULTS, "{subject}")), subject=SUBJECTS if FUSE_MEMBERS else []),
-    [str(paths.cohort_features(RESULTS, wide)) for wide in (False, True)] if FUSE_MEMBERS else [],
-    expand(str(paths.provenance_file(RESULTS, "{subject}")), subject=SUBJECTS),
-]
+# One rule file per step (bratsflow.steps.STEPS); each declares what it delivers (common.smk: deliver).
+for step in STEPS:
+
+    include: f"workflow/rules/{step.name}.smk"
 
 
 include: "workflow/rules/provenance.smk"

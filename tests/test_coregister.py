@@ -77,7 +77,11 @@ def test_outputs_record_and_atlas_grid(registered, tiny_atlas):
         assert record["registrations"][modality]["nmi_after"] > record["registrations"][modality]["nmi_before"]
     saved = json.loads((out / "coregister.json").read_text())
     assert saved["transforms"]["to_atlas"]["flair"] == ["t1c-to-atlas.mat", "flair-to-t1c.mat"]
-    assert saved["parameters"]["seed"] == 1 and saved["atlas"]["sha256"] == sha256_file(tiny_atlas[0])
+    assert saved["parameters"]["seed"] == 1
+    assert saved["atlases"] == {saved["atlas"]["name"]: {"source": str(tiny_atlas[0]),
+                                                         "sha256": sha256_file(tiny_atlas[0])}}
+    assert saved["outputs"]["flair-to-t1c"] == {"path": "transforms/flair-to-t1c.mat",
+                                                "sha256": sha256_file(out / "transforms" / "flair-to-t1c.mat")}
     assert {"register", "check", "resample_flair"} <= set(saved["timings_s"])
     assert saved["parameters"]["atlas_transform"] == "rigid"
 

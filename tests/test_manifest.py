@@ -18,10 +18,11 @@ from bratsflow.step import RECORD_VERSION
 from conftest import TINY_SPACING_RANGE_MM
 
 LISTED = ["cohort/ingest.tsv", "cohort/table.parquet", "s1/coregister/t1.nii.gz",
-          "s1/coregister/transforms/t1-to-atlas.mat", "s1/segment/m_probabilities.npz", "s1/skullstrip/brain_mask.nii"]
+          "s1/coregister/transforms/t1-to-atlas.mat", "s1/segment/m_probabilities.npz", "s1/skullstrip/brain_mask.nii",
+          "s1/report/report.html", "s1/report/qc.png"]
 LEFT_OUT = ["s1/logs/ingest.log", "s1/benchmarks/ingest.tsv", "cohort/logs/manifest.log",
             "cohort/benchmarks/ingest_table.tsv", "s1/coregister/coregister.json", "s1/provenance.json",
-            "s1/coregister/.t1.tmp123.nii.gz", "s1/coregister/transforms/.snakemake_timestamp", "s1/report.html"]
+            "s1/coregister/.t1.tmp123.nii.gz", "s1/coregister/transforms/.snakemake_timestamp"]
 
 
 @pytest.fixture
@@ -38,6 +39,9 @@ def results(tmp_path):
     save_table(table, root / "cohort/table.parquet")
     (root / "s1/coregister/transforms").mkdir()
     (root / "s1/coregister/transforms/t1-to-atlas.mat").write_bytes(b"\x00matrix")
+    (root / "s1/report").mkdir()
+    (root / "s1/report/report.html").write_text("<html></html>\n")
+    (root / "s1/report/qc.png").write_bytes(b"\x89PNG")
     for name in LEFT_OUT:
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_text("run-specific\n")
@@ -93,8 +97,8 @@ def test_verify_reports_missing_changed_and_unlisted_files(results, capsys):
     assert main(["verify", str(results)]) == 1
     out = capsys.readouterr().out.splitlines()
     assert out == ["missing: cohort/ingest.tsv", "changed: s1/coregister/transforms/t1-to-atlas.mat",
-                   "unlisted: s2/ingest/t1.nii.gz",
-                   f"5 files checked against {results / 'manifest.tsv'}: 1 missing, 1 changed, 1 unlisted"]
+                   "unlisted: s2/ingest/t1.nii.gz", f"{len(LISTED) - 1} files checked against "
+                   f"{results / 'manifest.tsv'}: 1 missing, 1 changed, 1 unlisted"]
 
 
 def test_verify_against_another_runs_manifest(results, tmp_path, capsys):

@@ -1,9 +1,10 @@
 """The results manifest, RESULTS/manifest.tsv: path (relative to RESULTS), SHA-256 and size of every result that
 must be reproducible, so two runs can be compared and a results folder re-checked later (`bratsflow verify`).
 
-Listed: images, label maps, masks, probability maps, transforms and tables. Left out on purpose, because they
-differ between identical runs: job logs and Snakemake's benchmarks (timings), the JSON records (timings,
-absolute paths, host), and hidden files (a killed writer's temporary file, Snakemake's markers).
+Listed: every file a step writes (images, label maps, masks, probability maps, transforms, tables, and whatever a
+new step adds: pictures, pages, DICOM), so a step's results must be byte-for-byte reproducible. Left out on
+purpose, because they differ between identical runs: job logs and Snakemake's benchmarks (timings), the JSON
+records (timings, absolute paths, host), and hidden files (a killed writer's temporary file, Snakemake's markers).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from . import paths
 from .errors import InputError
 from .io import atomic_write, sha256_file
 
-RESULT_SUFFIXES = (".nii.gz", ".nii", ".npz", ".mat", ".tsv", ".csv", ".parquet")
+RECORD_SUFFIX = ".json"
 RUN_SPECIFIC_FOLDERS = (paths.LOGS, paths.BENCHMARKS)
 HEADER = ("path", "sha256", "bytes")
 
@@ -30,7 +31,7 @@ def is_result(relative: PurePosixPath) -> bool:
         return False
     if relative == PurePosixPath(paths.MANIFEST):
         return False
-    return relative.name.endswith(RESULT_SUFFIXES)
+    return not relative.name.endswith(RECORD_SUFFIX)
 
 
 def result_files(results: str | Path) -> list[str]:

@@ -8,6 +8,7 @@ from snakemake.utils import validate
 from bratsflow import paths
 from bratsflow.cohort import MODALITIES, load_cohort
 from bratsflow.errors import BratsflowError
+from bratsflow.steps import STEPS
 
 
 validate(config, "../schemas/config.schema.yaml", set_default=True)
@@ -49,8 +50,19 @@ def subject_inputs(wildcards):
     ]
 
 
-def step_outputs(step, subject="{subject}"):
-    return [str(paths.step_image(RESULTS, subject, step, m)) for m in MODALITIES]
+def step_files(step, subject="{subject}"):
+    """A step's files (bratsflow.paths.StepFiles): the names the step itself writes."""
+    return paths.step_files(RESULTS, subject, step)
+
+
+def step_images(step, subject="{subject}"):
+    """A step's four images, named by modality (rule inputs and outputs)."""
+    return {m: str(step_files(step, subject).image(m)) for m in MODALITIES}
+
+
+def modality_args(wildcards, input):
+    """--t1 PATH --t1c PATH --t2 PATH --flair PATH from a rule's named modality inputs."""
+    return " ".join(f"--{m} {getattr(input, m)}" for m in MODALITIES)
 
 
 def step_log(step, subject="{subject}"):
@@ -71,8 +83,23 @@ def native_targets():
     ]
 
 
+# What the steps deliver, as each step's rules file declares it with `deliver`. FINAL_TARGETS are the results the
+# default target asks for (the manifest checksums them once they all exist); SUBJECT_RECORDS are the records of one
+# subject (gathered into its provenance).
+FINAL_TARGETS = []
+SUBJECT_RECORDS = []
+
+
+def deliver(*targets, records=()):
+    """Declare a step's results: paths or path lists, "{subject}" patterns expanded over the cohort; `records`:
+    the step's record patterns for one subject."""
+    for target in targets:
+        for path in [target] if isinstance(target, (str, Path)) else target:
+            path = str(path)
+            FINAL_TARGETS.extend(expand(path, subject=SUBJECTS) if "{subject}" in path else [path])
+    SUBJECT_RECORDS.extend(str(record) for record in records)
+
+
 def subject_records(wildcards):
-    """The records of every step the configuration runs for a subject (FUSE_MEMBERS: fuse.smk)."""
-    steps = ["ingest", "coregister", "skullstrip"] + (["fuse", "radiomics"] if FUSE_MEMBERS else [])
-    records = [str(paths.step_record(RESULTS, wildcards.subject, step)) for step in steps]
-    return records + [str(paths.segment_record(RESULTS, wildcards.subject, m)) for m in FUSE_MEMBERS]
+    """The records of every step the configuration runs for a subject."""
+    return expand(SUBJECT_RECORDS, subject=wildcards.subject)

@@ -3,12 +3,13 @@
 
 rule coregister:
     input:
-        images=step_outputs("ingest"),
+        **step_images("ingest"),
     output:
-        images=step_outputs("coregister"),
-        record=str(paths.step_record(RESULTS, "{subject}", "coregister")),
-        transforms=directory(str(paths.step_dir(RESULTS, "{subject}", "coregister") / "transforms")),
+        **step_images("coregister"),
+        record=str(step_files("coregister").record),
+        transforms=directory(str(step_files("coregister").transforms)),
     params:
+        images=modality_args,
         out=lambda wc, output: Path(output.record).parent,
         atlas=config["coregister"]["atlas"],
         atlas_mask=(
@@ -29,8 +30,7 @@ rule coregister:
         config["containers"]["coregister"]
     shell:
         "bratsflow --threads {threads} coregister --subject {wildcards.subject}"
-        " --t1 {input.images[0]} --t1c {input.images[1]} --t2 {input.images[2]} --flair {input.images[3]}"
-        " --out {params.out} --atlas {params.atlas} {params.atlas_mask}"
+        " {params.images} --out {params.out} --atlas {params.atlas} {params.atlas_mask}"
         " --atlas-transform {params.options[atlas_transform]}"
         " --centre {params.options[centre]} --centre-fallback {params.options[centre_fallback]}"
         " --interpolation {params.options[interpolation]} --fill-value {params.options[fill_value]}"
@@ -44,7 +44,7 @@ rule coregister:
 rule to_native:
     input:
         image=str(paths.step_dir(RESULTS, "{subject}", "{step}") / "{name}.nii.gz"),
-        record=str(paths.step_record(RESULTS, "{subject}", "coregister")),
+        record=str(step_files("coregister").record),
     output:
         str(paths.native_file(RESULTS, "{subject}", "{step}", "{name}", "{space}")),
     wildcard_constraints:
@@ -67,3 +67,6 @@ rule to_native:
     shell:
         "bratsflow to-native {input.image} --coregister-dir {params.coregister_dir}"
         " --modality {wildcards.space} {params.labels} --out {output} > {log} 2>&1"
+
+
+deliver(step_images("coregister").values(), native_targets(), records=[step_files("coregister").record])

@@ -1,4 +1,6 @@
 # Fusion: the ensemble members' label maps of one subject, fused into one segmentation (README, Fusion).
+from bratsflow.fusion import WEIGHTED_METHODS
+
 FUSE = config["fuse"]
 FUSE_MEMBERS = [member["name"] for member in config["segment"]["members"]]
 FUSE_WEIGHTS = [member["weight"] for member in config["segment"]["members"]]
@@ -8,15 +10,15 @@ if len(set(FUSE_MEMBERS)) != len(FUSE_MEMBERS):
 
 rule fuse:
     input:
-        members=[str(paths.segment_member(RESULTS, "{subject}", m)) for m in FUSE_MEMBERS],
+        members=[str(SEGMENT_FILES.member(m)) for m in FUSE_MEMBERS],
         probabilities=(
-            [str(paths.segment_probabilities(RESULTS, "{subject}", m)) for m in FUSE_MEMBERS]
+            [str(SEGMENT_FILES.member_probabilities(m)) for m in FUSE_MEMBERS]
             if FUSE["method"] == "mean"
             else []
         ),
     output:
-        segmentation=str(paths.fused_segmentation(RESULTS, "{subject}")),
-        record=str(paths.step_record(RESULTS, "{subject}", "fuse")),
+        segmentation=str(step_files("fuse").segmentation),
+        record=str(step_files("fuse").record),
     params:
         names=FUSE_MEMBERS,
         method=FUSE["method"],
@@ -24,9 +26,7 @@ rule fuse:
         convention=config["convention"],
         # Only the methods that use member weights get them (majority and staple refuse unequal weights).
         weights=(
-            "--weights " + " ".join(str(w) for w in FUSE_WEIGHTS)
-            if FUSE["method"] in ("weighted", "simple", "mean")
-            else ""
+            "--weights " + " ".join(str(w) for w in FUSE_WEIGHTS) if FUSE["method"] in WEIGHTED_METHODS else ""
         ),
         probabilities=lambda wc, input: (
             "--probabilities " + " ".join(input.probabilities) if input.probabilities else ""
@@ -52,3 +52,9 @@ rule fuse:
         " --record {output.record} --subject {wildcards.subject} --names {params.names}"
         " --method {params.method} --mode {params.mode} --convention {params.convention}"
         " {params.weights} {params.probabilities} {params.simple} > {log} 2>&1"
+
+
+# A configuration without members runs the pipeline up to skull stripping.
+if FUSE_MEMBERS:
+
+    deliver(step_files("fuse").segmentation, records=[step_files("fuse").record])

@@ -5,11 +5,11 @@ rule ingest:
     input:
         subject_inputs,
     output:
-        images=step_outputs("ingest"),
-        record=str(paths.step_record(RESULTS, "{subject}", "ingest")),
+        **step_images("ingest"),
+        record=str(step_files("ingest").record),
     params:
         source=cohort_source_args(),
-        out=lambda wc: str(paths.step_dir(RESULTS, wc.subject, "ingest")),
+        out=lambda wc, output: Path(output.record).parent,
         orientation=config["ingest"]["orientation"],
         spacing=config["ingest"]["spacing_range_mm"],
     log:
@@ -30,7 +30,7 @@ rule ingest:
 
 rule ingest_table:
     input:
-        expand(str(paths.step_record(RESULTS, "{subject}", "ingest")), subject=SUBJECTS),
+        expand(str(step_files("ingest").record), subject=SUBJECTS),
     output:
         str(paths.cohort_file(RESULTS, "ingest.tsv")),
     log:
@@ -45,3 +45,6 @@ rule ingest_table:
         config["containers"]["ingest"]
     shell:
         "bratsflow ingest-table --out {output} {input} > {log} 2>&1"
+
+
+deliver(paths.cohort_file(RESULTS, "ingest.tsv"), records=[step_files("ingest").record])

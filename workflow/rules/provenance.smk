@@ -7,6 +7,9 @@ from snakemake.settings.types import DeploymentMethod
 CONTAINERS_USED = DeploymentMethod.APPTAINER in workflow.deployment_settings.deployment_method
 
 
+deliver(paths.provenance_file(RESULTS, "{subject}"))
+
+
 rule provenance:
     input:
         subject_records,

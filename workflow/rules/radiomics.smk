@@ -4,15 +4,16 @@ RADIOMICS = config["radiomics"]
 
 rule radiomics:
     input:
-        images=step_outputs("skullstrip"),
-        brain_mask=str(paths.brain_mask(RESULTS, "{subject}")),
-        segmentation=str(paths.fused_segmentation(RESULTS, "{subject}")),
+        **step_images("skullstrip"),
+        brain_mask=str(step_files("skullstrip").brain_mask),
+        segmentation=str(step_files("fuse").segmentation),
         params=RADIOMICS["params"],
     output:
-        table=str(paths.radiomics_features(RESULTS, "{subject}")),
-        csv=str(paths.radiomics_features(RESULTS, "{subject}", ".csv")),
-        record=str(paths.step_record(RESULTS, "{subject}", "radiomics")),
+        table=str(step_files("radiomics").features()),
+        csv=str(step_files("radiomics").features(".csv")),
+        record=str(step_files("radiomics").record),
     params:
+        images=modality_args,
         out=lambda wc, output: Path(output.record).parent,
         convention=config["convention"],
         filters="--filters " + " ".join(RADIOMICS["filters"]) if RADIOMICS["filters"] else "",
@@ -28,14 +29,13 @@ rule radiomics:
         config["containers"]["radiomics"]
     shell:
         "bratsflow --threads {threads} radiomics --subject {wildcards.subject}"
-        " --t1 {input.images[0]} --t1c {input.images[1]} --t2 {input.images[2]} --flair {input.images[3]}"
-        " --brain-mask {input.brain_mask} --segmentation {input.segmentation} --convention {params.convention}"
+        " {params.images} --brain-mask {input.brain_mask} --segmentation {input.segmentation} --convention {params.convention}"
         " --params {input.params} {params.filters} --out {params.out} > {log} 2>&1"
 
 
 rule cohort_table:
     input:
-        expand(str(paths.radiomics_features(RESULTS, "{subject}")), subject=SUBJECTS),
+        expand(str(step_files("radiomics").features()), subject=SUBJECTS),
     output:
         long=str(paths.cohort_features(RESULTS)),
         wide=str(paths.cohort_features(RESULTS, wide=True)),
@@ -51,3 +51,12 @@ rule cohort_table:
         config["containers"]["radiomics"]
     shell:
         "bratsflow cohort-table --long {output.long} --wide {output.wide} {input} > {log} 2>&1"
+
+
+if FUSE_MEMBERS:
+
+    deliver(
+        step_files("radiomics").features(),
+        [str(paths.cohort_features(RESULTS, wide)) for wide in (False, True)],
+        records=[step_files("radiomics").record],
+    )

@@ -3,17 +3,17 @@
 import json
 import shlex
 
+from bratsflow.segment import Member
+
 SEGMENT_MEMBERS = config["segment"]["members"]
+SEGMENT_FILES = step_files("segment")
 
 
 def member_outputs(member):
-    outputs = {
-        "labels": str(paths.segment_member(RESULTS, "{subject}", member["name"])),
-        "record": str(paths.segment_record(RESULTS, "{subject}", member["name"])),
-    }
-    # Container members write only a label map; nnU-Net members also their probabilities (for `mean` fusion).
-    if member["kind"] == "nnunetv2" and member["probabilities"]:
-        outputs["probabilities"] = str(paths.segment_probabilities(RESULTS, "{subject}", member["name"]))
+    name = member["name"]
+    outputs = {"labels": str(SEGMENT_FILES.member(name)), "record": str(SEGMENT_FILES.member_record(name))}
+    if Member.from_config(member).writes_probabilities:
+        outputs["probabilities"] = str(SEGMENT_FILES.member_probabilities(name))
     return outputs
 
 
@@ -23,10 +23,11 @@ for member in SEGMENT_MEMBERS:
         name:
             f"segment_{member['name']}"
         input:
-            images=step_outputs("skullstrip"),
+            **step_images("skullstrip"),
         output:
             **member_outputs(member),
         params:
+            images=modality_args,
             out=lambda wc, output: Path(output.labels).parent,
             name=member["name"],
             spec=shlex.quote(json.dumps(member)),
@@ -44,6 +45,8 @@ for member in SEGMENT_MEMBERS:
             config["containers"]["segment"]
         shell:
             "bratsflow --threads {threads} segment --subject {wildcards.subject}"
-            " --t1 {input.images[0]} --t1c {input.images[1]} --t2 {input.images[2]} --flair {input.images[3]}"
-            " --member {params.name} --spec {params.spec} --convention {params.convention}"
+            " {params.images} --member {params.name} --spec {params.spec} --convention {params.convention}"
             " --out {params.out} > {log} 2>&1"
+
+
+deliver(records=[SEGMENT_FILES.member_record(member["name"]) for member in SEGMENT_MEMBERS])

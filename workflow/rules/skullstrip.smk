@@ -5,12 +5,13 @@ HDBET = SKULLSTRIP["hdbet"]
 
 rule skullstrip:
     input:
-        images=step_outputs("coregister"),
+        **step_images("coregister"),
     output:
-        images=step_outputs("skullstrip"),
-        mask=str(paths.brain_mask(RESULTS, "{subject}")),
-        record=str(paths.step_record(RESULTS, "{subject}", "skullstrip")),
+        **step_images("skullstrip"),
+        mask=str(step_files("skullstrip").brain_mask),
+        record=str(step_files("skullstrip").record),
     params:
+        images=modality_args,
         out=lambda wc, output: Path(output.record).parent,
         # The atlas backend carries the atlas' brain mask: the atlas the images were registered to.
         atlas=config["coregister"]["atlas"],
@@ -37,8 +38,7 @@ rule skullstrip:
         config["containers"]["skullstrip"]
     shell:
         "bratsflow --threads {threads} skullstrip --subject {wildcards.subject}"
-        " --t1 {input.images[0]} --t1c {input.images[1]} --t2 {input.images[2]} --flair {input.images[3]}"
-        " --out {params.out} --backend {params.options[backend]} --modality {params.options[modality]}"
+        " {params.images} --out {params.out} --backend {params.options[backend]} --modality {params.options[modality]}"
         " --fallback {params.options[fallback]}"
         " --volume-range-ml {params.options[volume_range_ml][0]} {params.options[volume_range_ml][1]}"
         " --fill-value {params.options[fill_value]} --seed {params.options[seed]}"
@@ -50,10 +50,10 @@ rule skullstrip:
 
 rule deface:
     input:
-        image=str(paths.step_image(RESULTS, "{subject}", "ingest", "{modality}")),
+        image=str(step_files("ingest").image("{modality}")),
         mask=str(paths.native_file(RESULTS, "{subject}", "skullstrip", "brain_mask", "{modality}")),
     output:
-        str(paths.step_image(RESULTS, "{subject}", "deface", "{modality}")),
+        str(step_files("deface").image("{modality}")),
     wildcard_constraints:
         modality="t1|t1c|t2|flair",
     params:
@@ -71,3 +71,10 @@ rule deface:
     shell:
         "bratsflow deface {input.image} --mask {input.mask} --out {output}"
         " --buffer-mm {params.buffer_mm} --subject {wildcards.subject} > {log} 2>&1"
+
+
+deliver(
+    step_images("skullstrip").values(),
+    [str(step_files("deface").image(m)) for m in MODALITIES] if config["deface"]["enabled"] else [],
+    records=[step_files("skullstrip").record],
+)

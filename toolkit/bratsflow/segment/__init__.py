@@ -50,6 +50,11 @@ class Member:
     runtime: str = "podman"
     args: tuple[str, ...] = ()
 
+    @property
+    def writes_probabilities(self) -> bool:
+        """Container members write only a label map; nnU-Net members also their probabilities (`mean` fusion)."""
+        return self.kind == "nnunetv2" and self.probabilities
+
     @classmethod
     def from_config(cls, spec: dict) -> "Member":
         known = {f.name for f in fields(cls)}
@@ -99,7 +104,7 @@ def segment(images: dict[str, str | Path], member: Member, out_dir: str | Path, 
     run.add_inputs(images)
     with run.phase("write"):
         run.save_image("labels", label_image_like(labels, reference), files.member(member.name))
-        if probabilities is not None and member.probabilities:
+        if probabilities is not None and member.writes_probabilities:
             run.save_probabilities("probabilities", probabilities, files.member_probabilities(member.name))
     run.add_model(member.name, **{k: v for k, v in details.items() if k in MODEL_KEYS})
     return run.finish(
