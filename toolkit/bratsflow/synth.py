@@ -31,9 +31,9 @@ import SimpleITK as sitk
 from scipy import ndimage as ndi
 
 from . import __version__
-from .cohort import MODALITIES
 from .io import label_image, save_image, save_json
 from .labels import get_convention
+from .modalities import MODALITIES
 
 log = logging.getLogger(__name__)
 

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..cohort import MODALITIES, MODALITY_NAMES
 from ..errors import ConfigError, InputError
 from ..io import check_image, label_image_like, load_image, require_same_grid
 from ..labels import convert
+from ..modalities import MODALITIES, MODALITY_NAMES
 from ..paths import StepFiles
 from ..step import StepRun
 
