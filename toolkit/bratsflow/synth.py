@@ -32,7 +32,7 @@ from scipy import ndimage as ndi
 
 from . import __version__
 from .io import label_image, save_image, save_json
-from .labels import get_convention
+from .labels import DEFAULT_CONVENTION, get_convention
 from .modalities import MODALITIES
 
 log = logging.getLogger(__name__)
@@ -85,7 +85,7 @@ class SynthParams:
     deformation_sd_mm: float = 2.5
     noise_fraction: tuple[float, float] = (0.015, 0.035)
     bias_amplitude: float = 0.2
-    convention: str = "brats2023"
+    convention: str = DEFAULT_CONVENTION
 
 
 @dataclass(frozen=True)
