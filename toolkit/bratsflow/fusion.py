@@ -84,6 +84,9 @@ log = logging.getLogger(__name__)
 
 METHODS: tuple[str, ...] = ("majority", "weighted", "simple", "staple", "mean")
 MODES: tuple[str, ...] = ("regions", "labels")
+# What `fuse` does when not told (config `fuse.method`, `fuse.mode`).
+DEFAULT_METHOD = "majority"
+DEFAULT_MODE = "regions"
 # Methods that take member weights (majority and staple take none).
 WEIGHTED_METHODS: tuple[str, ...] = ("weighted", "simple", "mean")
 TIE_TOLERANCE = 1e-9
@@ -559,8 +562,8 @@ def _mean_depths(members: list[tuple[dict, str]], weights: np.ndarray, mode: str
 
 # ---------------------------------------------------------------------------------------------- fuse
 
-def fuse(segmentations: Sequence, method: str = "majority", weights: Sequence[float] | None = None,
-         mode: str = "regions", convention: str = DEFAULT_CONVENTION, probabilities: Sequence | None = None, *,
+def fuse(segmentations: Sequence, method: str = DEFAULT_METHOD, weights: Sequence[float] | None = None,
+         mode: str = DEFAULT_MODE, convention: str = DEFAULT_CONVENTION, probabilities: Sequence | None = None, *,
          names: Sequence[str] | None = None, simple: SimpleParams | None = None, subject: str | None = None,
          return_details: bool = False):
     """Fuse member label maps into one (see the module docstring for methods, modes and the tie rules).
@@ -628,7 +631,7 @@ def _fuse_votes(ensemble: _Ensemble, method: str, weights: np.ndarray, mode: str
 
 def fuse_files(segmentations: Sequence[str | Path], out: str | Path, *, record: str | Path | None = None,
                names: Sequence[str] | None = None, probabilities: Sequence[str | Path] | None = None,
-               method: str = "majority", weights: Sequence[float] | None = None, mode: str = "regions",
+               method: str = DEFAULT_METHOD, weights: Sequence[float] | None = None, mode: str = DEFAULT_MODE,
                convention: str = DEFAULT_CONVENTION, simple: SimpleParams | None = None,
                subject: str | None = None) -> Path:
     """Fuse label map files into `out` (uint8 NIfTI) and write the step's record (JSON) when asked."""
