@@ -26,12 +26,12 @@ from .errors import ConfigError, InputError
 from .io import check_image, load_image, require_same_grid, save_table, sha256_file, to_sitk
 from .labels import DEFAULT_CONVENTION, SUMMARY_REGIONS, region_mask, to_depth
 from .paths import StepFiles
+from .radiomics_filters import FILTERS
 
 log = logging.getLogger(__name__)
 
 COLUMNS = ("subject", "region", "modality", "image_type", "feature_class", "feature", "value", "unit", "reason")
 DEFAULT_PARAMS = Path(str(resources.files("bratsflow") / "params" / "radiomics.yaml"))
-FILTERS = {"log": "LoG", "wavelet": "Wavelet"}
 SHAPE_CLASSES = ("shape", "shape2D")
 VOLUME = ("volume", "Volume", "mL")  # feature_class, feature, unit of the region volume row
 NO_TUMOUR = "no tumour in the segmentation"
