@@ -25,6 +25,9 @@ def limit_threads(threads: int) -> None:
     threadpool_limits(threads)
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(threads)
     os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] = str(threads)  # ANTs reads it when it starts ITK
+    # numexpr (under pandas) sizes its pool from these when a step first loads pandas, after this call; left
+    # unset, it takes every core and logs that it did, a line in front of a user error's one line.
+    os.environ["NUMEXPR_MAX_THREADS"] = os.environ["NUMEXPR_NUM_THREADS"] = str(threads)
 
 
 def build_parser() -> argparse.ArgumentParser:
