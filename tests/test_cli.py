@@ -2,6 +2,7 @@ import subprocess
 import sys
 
 import nibabel as nib
+import pytest
 
 from bratsflow.cli import main
 from bratsflow.cohort import load_sheet
@@ -43,3 +44,20 @@ def test_synth_cli_with_montage(tmp_path):
                  "--only", "sub-002", "--montage", str(tmp_path / "m.png")]) == 0
     assert (tmp_path / "m.png").stat().st_size > 10_000
     assert (tmp_path / "c" / "sub-002" / "anat" / "sub-002_FLAIR.nii.gz").is_file()
+
+
+HEAVY = ("pandas", "SimpleITK", "ants", "torch", "nnunetv2", "radiomics", "jsonschema")
+
+
+@pytest.mark.parametrize("run", [
+    "from bratsflow.cli import build_parser; build_parser()",
+    "import contextlib, io; from bratsflow.cli import main\n"
+    "for argv in (['--help'], ['ingest', '--help']):\n"
+    "    with contextlib.suppress(SystemExit), contextlib.redirect_stdout(io.StringIO()):\n"
+    "        main(argv)",
+], ids=["build_parser", "help"])
+def test_parser_and_help_load_no_heavy_library(run):
+    # Every command builds the whole parser first: a step's heavy libraries load only when that step runs.
+    code = f"import sys\n{run}\nprint(sorted(m for m in {HEAVY!r} if m in sys.modules))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"

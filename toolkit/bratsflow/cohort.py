@@ -19,10 +19,9 @@ import pandas as pd
 import yaml
 
 from .errors import ConfigError, InputError
+from .modalities import MODALITIES, MODALITY_NAMES
 from .paths import COHORT
 
-MODALITIES = ("t1", "t1c", "t2", "flair")
-MODALITY_NAMES = {"t1": "T1", "t1c": "T1c", "t2": "T2", "flair": "FLAIR"}
 RESERVED_IDS = {COHORT}
 
 

@@ -22,9 +22,9 @@ from scipy import ndimage as ndi
 
 from .alignment import FLATTEN_MM, AlignmentCheck, MovingImage, check_alignment, foreground
 from .atlas import load_atlas
-from .cohort import MODALITY_NAMES
 from .errors import ConfigError, InputError, RegistrationError
 from .io import check_image, from_ants, label_image, load_image, same_grid, save_image, to_ants
+from .modalities import MODALITY_NAMES
 from .paths import StepFiles
 from .step import StepRun, check_record
 

@@ -16,8 +16,12 @@ from scipy.spatial import ConvexHull
 from .errors import InputError
 from .io import check_image, load_image, require_same_grid, save_image
 
+# Distance of the cutting plane from the brain (config `deface.buffer_mm`).
+DEFAULT_BUFFER_MM = 10.0
 
-def cutting_plane(mask: np.ndarray, affine: np.ndarray, buffer_mm: float = 10.0) -> tuple[np.ndarray, float]:
+
+def cutting_plane(mask: np.ndarray, affine: np.ndarray,
+                  buffer_mm: float = DEFAULT_BUFFER_MM) -> tuple[np.ndarray, float]:
     """(normal, offset) in the sagittal (anterior, superior) plane: a point p is cut when normal·p > offset."""
     voxels = np.argwhere(mask)
     if len(voxels) < 4:
@@ -31,7 +35,7 @@ def cutting_plane(mask: np.ndarray, affine: np.ndarray, buffer_mm: float = 10.0)
     return normal, float(normal @ hull[lowest]) + buffer_mm
 
 
-def deface(image: nib.Nifti1Image, mask: np.ndarray, buffer_mm: float = 10.0) -> nib.Nifti1Image:
+def deface(image: nib.Nifti1Image, mask: np.ndarray, buffer_mm: float = DEFAULT_BUFFER_MM) -> nib.Nifti1Image:
     """`image` with the voxels in front of and below the cutting plane set to zero."""
     normal, offset = cutting_plane(mask, image.affine, buffer_mm)
     grid = np.indices(image.shape[:3], dtype=np.float32).reshape(3, -1).T
@@ -42,7 +46,7 @@ def deface(image: nib.Nifti1Image, mask: np.ndarray, buffer_mm: float = 10.0) ->
     return nib.Nifti1Image(data, image.affine, image.header)
 
 
-def deface_file(image: str | Path, mask: str | Path, out: str | Path, *, buffer_mm: float = 10.0,
+def deface_file(image: str | Path, mask: str | Path, out: str | Path, *, buffer_mm: float = DEFAULT_BUFFER_MM,
                 subject: str | None = None) -> Path:
     img = check_image(load_image(image, subject=subject), subject=subject, file=image, spacing_range_mm=None)
     mask_img = load_image(mask, subject=subject)

@@ -77,12 +77,16 @@ import numpy as np
 from .errors import ConfigError, InputError
 from .io import (check_probabilities, grid_mismatch, label_image_like, load_image, load_probabilities,
                  probability_kind, same_grid)
-from .labels import BACKGROUND, NESTING, REGION_DEPTH, REGIONS, from_depth, get_convention, to_depth
+from .labels import (BACKGROUND, DEFAULT_CONVENTION, NESTING, REGION_DEPTH, REGIONS, from_depth, get_convention,
+                     to_depth)
 
 log = logging.getLogger(__name__)
 
 METHODS: tuple[str, ...] = ("majority", "weighted", "simple", "staple", "mean")
 MODES: tuple[str, ...] = ("regions", "labels")
+# What `fuse` does when not told (config `fuse.method`, `fuse.mode`).
+DEFAULT_METHOD = "majority"
+DEFAULT_MODE = "regions"
 # Methods that take member weights (majority and staple take none).
 WEIGHTED_METHODS: tuple[str, ...] = ("weighted", "simple", "mean")
 TIE_TOLERANCE = 1e-9
@@ -558,8 +562,8 @@ def _mean_depths(members: list[tuple[dict, str]], weights: np.ndarray, mode: str
 
 # ---------------------------------------------------------------------------------------------- fuse
 
-def fuse(segmentations: Sequence, method: str = "majority", weights: Sequence[float] | None = None,
-         mode: str = "regions", convention: str = "brats2023", probabilities: Sequence | None = None, *,
+def fuse(segmentations: Sequence, method: str = DEFAULT_METHOD, weights: Sequence[float] | None = None,
+         mode: str = DEFAULT_MODE, convention: str = DEFAULT_CONVENTION, probabilities: Sequence | None = None, *,
          names: Sequence[str] | None = None, simple: SimpleParams | None = None, subject: str | None = None,
          return_details: bool = False):
     """Fuse member label maps into one (see the module docstring for methods, modes and the tie rules).
@@ -627,8 +631,8 @@ def _fuse_votes(ensemble: _Ensemble, method: str, weights: np.ndarray, mode: str
 
 def fuse_files(segmentations: Sequence[str | Path], out: str | Path, *, record: str | Path | None = None,
                names: Sequence[str] | None = None, probabilities: Sequence[str | Path] | None = None,
-               method: str = "majority", weights: Sequence[float] | None = None, mode: str = "regions",
-               convention: str = "brats2023", simple: SimpleParams | None = None,
+               method: str = DEFAULT_METHOD, weights: Sequence[float] | None = None, mode: str = DEFAULT_MODE,
+               convention: str = DEFAULT_CONVENTION, simple: SimpleParams | None = None,
                subject: str | None = None) -> Path:
     """Fuse label map files into `out` (uint8 NIfTI) and write the step's record (JSON) when asked."""
     from .step import StepRun

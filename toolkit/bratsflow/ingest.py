@@ -8,17 +8,23 @@ import shutil
 import subprocess
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import nibabel as nib
 
-from .cohort import MODALITIES, MODALITY_NAMES, Subject
 from .errors import BratsflowError, InputError
 from .io import axcodes, check_image, load_image, reorient, sha256_file, spacing
+from .modalities import MODALITIES, MODALITY_NAMES
 from .paths import StepFiles
 from .step import StepRun, check_record
 
+if TYPE_CHECKING:
+    # Only named in annotations: cohort loads pandas and jsonschema, which ingest itself does not need.
+    from .cohort import Subject
+
 log = logging.getLogger(__name__)
 
+DEFAULT_ORIENTATION = "RAS"
 DEFAULT_SPACING_RANGE_MM = (0.2, 8.0)
 
 
@@ -78,7 +84,7 @@ def _read_source(path: Path, workdir: Path, subject: str, modality: str) -> tupl
     return img, source
 
 
-def ingest_subject(subject: Subject, out_dir: str | Path, *, orientation: str = "RAS",
+def ingest_subject(subject: Subject, out_dir: str | Path, *, orientation: str = DEFAULT_ORIENTATION,
                    spacing_range_mm: tuple[float, float] = DEFAULT_SPACING_RANGE_MM) -> dict:
     """Check all four images first and write only when every one passes, so a bad subject leaves no
     partial output; every problem of the subject is reported at once."""

@@ -31,6 +31,8 @@ CONVENTIONS: dict[str, Convention] = {
     "brats2023": Convention("brats2023", {"NETC": 1, "SNFH": 2, "ET": 3}),
     "brats2021": Convention("brats2021", {"NETC": 1, "SNFH": 2, "ET": 4}),
 }
+# The convention of label maps read and written when none is named (config `convention`).
+DEFAULT_CONVENTION = "brats2023"
 
 # Nested regions, outermost first: WT ⊃ TC ⊃ ET.
 REGION_MEMBERS: dict[str, tuple[str, ...]] = {

@@ -38,7 +38,7 @@ from scipy.spatial import cKDTree
 
 from .errors import InputError
 from .io import load_image, lost_header_hint, same_grid, spacing as image_spacing
-from .labels import REGION_DEPTH, REGIONS, to_depth
+from .labels import DEFAULT_CONVENTION, REGION_DEPTH, REGIONS, to_depth
 
 HD_EMPTY_MM = 374.0
 HD_PERCENTILE = 95.0
@@ -148,7 +148,7 @@ def _prepare(pred: Any, gt: Any, convention: str, spacing) -> tuple[np.ndarray, 
 
 # ---------------------------------------------------------------------------------------------- region-wise
 
-def region_metrics(pred: Any, gt: Any, convention: str = "brats2023", spacing=None) -> pd.DataFrame:
+def region_metrics(pred: Any, gt: Any, convention: str = DEFAULT_CONVENTION, spacing=None) -> pd.DataFrame:
     """Dice, HD95, sensitivity, specificity and volumes per region (rows WT, TC, ET; columns `COLUMNS`).
 
     pred, gt: label maps as arrays, NIfTI images or paths. spacing: voxel size in mm (default: the header's;
@@ -224,7 +224,7 @@ def _union_box(boxes: list[tuple[slice, ...]]) -> tuple[slice, ...]:
     return tuple(slice(min(b[a].start for b in boxes), max(b[a].stop for b in boxes)) for a in range(len(boxes[0])))
 
 
-def lesion_table(pred: Any, gt: Any, convention: str = "brats2023", spacing=None, *,
+def lesion_table(pred: Any, gt: Any, convention: str = DEFAULT_CONVENTION, spacing=None, *,
                  dilation_iterations: int = LESION_DILATION_ITERATIONS,
                  min_lesion_voxels: int = MIN_LESION_VOXELS) -> pd.DataFrame:
     """One row per GT lesion (kind detected, miss or ignored) and per false-positive component, per region."""
@@ -260,12 +260,13 @@ def summarise_lesions(table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["region", *LESION_COLUMNS])
 
 
-def lesion_metrics(pred: Any, gt: Any, convention: str = "brats2023", spacing=None, **options) -> pd.DataFrame:
+def lesion_metrics(pred: Any, gt: Any, convention: str = DEFAULT_CONVENTION, spacing=None, **options) -> pd.DataFrame:
     """Lesion-wise Dice and HD95 per region (see the module docstring)."""
     return summarise_lesions(lesion_table(pred, gt, convention, spacing, **options))
 
 
-def evaluate(pred: Any, gt: Any, convention: str = "brats2023", spacing=None) -> tuple[pd.DataFrame, pd.DataFrame]:
+def evaluate(pred: Any, gt: Any, convention: str = DEFAULT_CONVENTION,
+             spacing=None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Region-wise metrics (`COLUMNS`) joined with the lesion-wise summary (`LESION_COLUMNS`), one row per
     region, and the per-lesion table behind the summary."""
     pred_depth, gt_depth, spacing = _prepare(pred, gt, convention, spacing)
@@ -274,8 +275,8 @@ def evaluate(pred: Any, gt: Any, convention: str = "brats2023", spacing=None) ->
     return table, lesions
 
 
-def evaluate_files(pred: str | Path, gt: str | Path, convention: str = "brats2023", out: str | Path | None = None,
-                   lesions_out: str | Path | None = None) -> pd.DataFrame:
+def evaluate_files(pred: str | Path, gt: str | Path, convention: str = DEFAULT_CONVENTION,
+                   out: str | Path | None = None, lesions_out: str | Path | None = None) -> pd.DataFrame:
     """`evaluate` on two NIfTI files; writes the table (and the per-lesion rows) as CSV when asked."""
     table, lesions = evaluate(Path(pred), Path(gt), convention)
     for frame, path in ((table, out), (lesions, lesions_out)):

@@ -24,14 +24,14 @@ import yaml
 
 from .errors import ConfigError, InputError
 from .io import check_image, load_image, require_same_grid, save_table, sha256_file, to_sitk
-from .labels import SUMMARY_REGIONS, region_mask, to_depth
+from .labels import DEFAULT_CONVENTION, SUMMARY_REGIONS, region_mask, to_depth
 from .paths import StepFiles
+from .radiomics_filters import FILTERS
 
 log = logging.getLogger(__name__)
 
 COLUMNS = ("subject", "region", "modality", "image_type", "feature_class", "feature", "value", "unit", "reason")
 DEFAULT_PARAMS = Path(str(resources.files("bratsflow") / "params" / "radiomics.yaml"))
-FILTERS = {"log": "LoG", "wavelet": "Wavelet"}
 SHAPE_CLASSES = ("shape", "shape2D")
 VOLUME = ("volume", "Volume", "mL")  # feature_class, feature, unit of the region volume row
 NO_TUMOUR = "no tumour in the segmentation"
@@ -382,7 +382,7 @@ def _parameters(params: Params, **more) -> dict:
 
 
 def radiomics_subject(images: dict[str, str | Path], segmentation: str | Path, out_dir: str | Path, *,
-                      brain_mask: str | Path | None, params: Params, convention: str = "brats2023",
+                      brain_mask: str | Path | None, params: Params, convention: str = DEFAULT_CONVENTION,
                       subject: str = "", threads: int = 1) -> pd.DataFrame:
     """Features of the five tumour regions × the given modalities of one subject, written to
     OUT/features.parquet, OUT/features.csv and the record OUT/radiomics.json."""

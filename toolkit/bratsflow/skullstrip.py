@@ -24,10 +24,10 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from .atlas import load_atlas
-from .cohort import MODALITY_NAMES
 from .coregister import CoregisterParams, register_linear, single_threaded_pool, working_copy
 from .errors import ConfigError, InputError
 from .io import check_image, label_image_like, load_image, require_same_grid, same_grid, to_ants
+from .modalities import MODALITY_NAMES
 from .paths import StepFiles
 from .step import StepRun
 

@@ -31,9 +31,10 @@ import SimpleITK as sitk
 from scipy import ndimage as ndi
 
 from . import __version__
-from .cohort import MODALITIES
 from .io import label_image, save_image, save_json
 from .labels import get_convention
+from .modalities import MODALITIES
+from .synth_params import SynthParams
 
 log = logging.getLogger(__name__)
 
@@ -74,18 +75,6 @@ PROTOCOLS = {
 }
 SLICE_AXIS = {"sagittal": 0, "coronal": 1, "axial": 2}
 AXIS_LETTERS = (("R", "L"), ("A", "P"), ("S", "I"))
-
-
-@dataclass(frozen=True)
-class SynthParams:
-    resolution_mm: float = 1.0
-    max_rotation_deg: float = 15.0
-    max_shift_mm: float = 20.0
-    deformation_spacing_mm: float = 16.0
-    deformation_sd_mm: float = 2.5
-    noise_fraction: tuple[float, float] = (0.015, 0.035)
-    bias_amplitude: float = 0.2
-    convention: str = "brats2023"
 
 
 @dataclass(frozen=True)

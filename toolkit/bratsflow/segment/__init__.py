@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..cohort import MODALITIES, MODALITY_NAMES
 from ..errors import ConfigError, InputError
 from ..io import check_image, label_image_like, load_image, require_same_grid
-from ..labels import convert
+from ..labels import DEFAULT_CONVENTION, convert
+from ..modalities import MODALITIES, MODALITY_NAMES
 from ..paths import StepFiles
 from ..step import StepRun
 
@@ -76,7 +76,7 @@ class Member:
         return member
 
 
-def segment(images: dict[str, str | Path], member: Member, out_dir: str | Path, *, convention: str = "brats2023",
+def segment(images: dict[str, str | Path], member: Member, out_dir: str | Path, *, convention: str = DEFAULT_CONVENTION,
             subject: str | None = None, threads: int = 1) -> dict:
     """Run one member on one subject's atlas-space images and write `<name>.nii.gz` (+ probabilities, record)."""
     files = StepFiles(out_dir, "segment")

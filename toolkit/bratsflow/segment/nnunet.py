@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 
 from .. import models
-from ..cohort import MODALITIES
 from ..errors import ConfigError, InputError, ModelError
 from ..labels import BACKGROUND, REGIONS, SUBREGIONS, get_convention
+from ..modalities import MODALITIES
 
 log = logging.getLogger(__name__)
 

@@ -34,10 +34,10 @@ import nibabel as nib
 import numpy as np
 
 from .. import models, synth
-from ..cohort import MODALITIES, MODALITY_NAMES
 from ..errors import ConfigError
 from ..io import label_image, load_image, save_image, save_json
 from ..labels import REGIONS, get_convention
+from ..modalities import MODALITIES, MODALITY_NAMES
 from ..provenance import environment
 
 log = logging.getLogger(__name__)

@@ -1,0 +1,30 @@
+"""`bratsflow metrics`: BraTS 2023 metrics of a label map against the ground truth."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..labels import CONVENTIONS, DEFAULT_CONVENTION
+
+
+def add_commands(commands) -> None:
+    metrics = commands.add_parser("metrics", help="BraTS 2023 metrics of a label map against the ground truth")
+    metrics.add_argument("pred", type=Path, metavar="PRED", help="predicted label map (NIfTI)")
+    metrics.add_argument("gt", type=Path, metavar="GT", help="ground-truth label map (NIfTI)")
+    metrics.add_argument("--convention", choices=sorted(CONVENTIONS), default=DEFAULT_CONVENTION,
+                         help=f"label convention (default {DEFAULT_CONVENTION})")
+    metrics.add_argument("--out", type=Path, metavar="CSV", help="write the table here instead of printing it")
+    metrics.add_argument("--lesions", type=Path, metavar="CSV", help="also write the per-lesion rows")
+    metrics.set_defaults(func=run_metrics)
+
+
+def run_metrics(args: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from ..metrics import evaluate_files
+
+    table = evaluate_files(args.pred, args.gt, args.convention, out=args.out, lesions_out=args.lesions)
+    if args.out is None:
+        with pd.option_context("display.width", 200, "display.max_columns", None):
+            print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
