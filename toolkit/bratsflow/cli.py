@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import os
+import pkgutil
 import sys
 
-from . import __version__
-from .commands import (atlas, coregister, deface, fusion, ingest, manifest, metrics, models, provenance, radiomics,
-                       segment, skullstrip, synth)
+from . import __version__, commands as command_modules
 from .errors import BratsflowError, OutputError
-
-# Each adds its step's subcommands; --help lists them in this order.
-COMMANDS = (synth, ingest, provenance, manifest, coregister, skullstrip, deface, segment, models, atlas, fusion,
-            metrics, radiomics)
 
 
 def limit_threads(threads: int) -> None:
@@ -37,8 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--threads", type=int, default=1,
                         help="threads for numerical libraries (BLAS, ITK); results are reproducible per count")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in COMMANDS:
-        module.add_commands(commands)
+    # Every module of bratsflow.commands adds its subcommands: a new step's command needs no edit here.
+    for found in pkgutil.iter_modules(command_modules.__path__):
+        importlib.import_module(f"{command_modules.__name__}.{found.name}").add_commands(commands)
     return parser
 
 
