@@ -25,7 +25,8 @@ from pathlib import Path
 import yaml
 
 from bratsflow.cohort import MODALITIES
-from bratsflow.synth import SynthParams, bids_image_path, generate_cohort
+from bratsflow.paths import bids_image_path
+from bratsflow.synth import SynthParams, generate_cohort
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from nibabel.processing import resample_from_to
 
-from bratsflow import synth
+from bratsflow import paths, synth
 from bratsflow.cohort import MODALITIES, load_sheet
 from bratsflow.labels import region_mask
 from conftest import TINY_RESOLUTION_MM, TINY_SEED
@@ -58,7 +58,7 @@ def test_each_modality_has_its_own_native_space(tiny_cohort):
         truth = synth.load_truth(tiny_cohort, sid)
         poses = []
         for modality in MODALITIES:
-            img = nib.load(synth.bids_image_path(tiny_cohort, sid, modality))
+            img = nib.load(paths.bids_image_path(tiny_cohort, sid, modality))
             pose = np.asarray(truth["transforms"][modality]["native_to_atlas"])
             rotation = pose[:3, :3]
             assert np.allclose(rotation @ rotation.T, np.eye(3), atol=1e-9), "rigid"
@@ -127,8 +127,8 @@ def test_same_seed_same_subject_alone_or_in_the_cohort(tiny_cohort, tmp_path):
     synth.generate_cohort(tmp_path, 3, TINY_SEED, synth.SynthParams(resolution_mm=TINY_RESOLUTION_MM),
                           only=["sub-002"])
     for modality in MODALITIES:
-        a = synth.bids_image_path(tiny_cohort, "sub-002", modality).read_bytes()
-        b = synth.bids_image_path(tmp_path, "sub-002", modality).read_bytes()
+        a = paths.bids_image_path(tiny_cohort, "sub-002", modality).read_bytes()
+        b = paths.bids_image_path(tmp_path, "sub-002", modality).read_bytes()
         assert a == b
     assert not (tmp_path / "sub-001").exists()
 

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import yaml
 
-from bratsflow.synth import bids_image_path
+from bratsflow.paths import bids_image_path
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.workflow

@@ -27,7 +27,7 @@ import yaml
 from bratsflow import manifest
 from bratsflow.cohort import MODALITIES
 from bratsflow.io import reorient
-from bratsflow.synth import bids_image_path
+from bratsflow.paths import bids_image_path
 from dicom_helpers import write_dicom_series
 
 REPO = Path(__file__).resolve().parents[2]

@@ -20,7 +20,6 @@ import pandas as pd
 import pytest
 
 from bratsflow import paths
-from bratsflow.synth import bids_image_path
 from test_dag import _tiny_ensemble, _write_config, snakemake
 
 pytestmark = pytest.mark.workflow
@@ -90,7 +89,8 @@ def _slurm_jobs(run_id: str, since: datetime, logdir: Path) -> list[tuple[str, s
 def test_cohort_through_slurm_fails_the_bad_subject_and_equals_a_local_run(
     tmp_path, tiny_cohort, tiny_atlas, tiny_members, slurm_cluster
 ):
-    good = [[sid, *(str(bids_image_path(tiny_cohort, sid, m)) for m in MODALITIES)] for sid in ("sub-001", "sub-002")]
+    good = [[sid, *(str(paths.bids_image_path(tiny_cohort, sid, m)) for m in MODALITIES)]
+            for sid in ("sub-001", "sub-002")]
     broken = tmp_path / "broken.nii.gz"
     broken.write_bytes(b"\x1f\x8b\x08\x00garbage")
     bad = ["bad", *good[0][1:3], str(broken), str(tmp_path / "absent.nii.gz")]

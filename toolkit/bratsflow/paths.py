@@ -1,4 +1,5 @@
-"""The results layout, RESULTS/<subject>/<step>/… and RESULTS/cohort/…: the only place that spells it."""
+"""The results layout, RESULTS/<subject>/<step>/… and RESULTS/cohort/…, and the synthetic cohort's layout,
+ROOT/<subject>/anat/… and ROOT/derivatives/truth/<subject>/…: the only place that spells them."""
 
 from __future__ import annotations
 
@@ -139,3 +140,67 @@ def provenance_file(results: str | Path, subject: str) -> Path:
 def manifest_file(results: str | Path) -> Path:
     """Checksums of the results that must be reproducible (bratsflow manifest / verify)."""
     return Path(results) / MANIFEST
+
+
+# The BIDS suffix of each modality's image in the synthetic cohort. Reading a BIDS tree accepts more spellings
+# (bratsflow.cohort).
+BIDS_SUFFIX = {"t1": "T1w", "t1c": "ce-gadolinium_T1w", "t2": "T2w", "flair": "FLAIR"}
+
+
+def bids_image_path(root: str | Path, subject: str, modality: str) -> Path:
+    """A synthetic subject's image of one modality (ROOT/<subject>/anat/)."""
+    return Path(root) / subject / "anat" / f"{subject}_{BIDS_SUFFIX[modality]}.nii.gz"
+
+
+def truth_dataset(root: str | Path) -> Path:
+    """The synthetic cohort's ground truth, a BIDS derivative dataset."""
+    return Path(root) / "derivatives" / "truth"
+
+
+class TruthFiles:
+    """The ground truth of one synthetic subject (ROOT/derivatives/truth/<subject>/): `bratsflow synth` writes it
+    through this object and every reader finds it here, so a name is spelled once."""
+
+    def __init__(self, root: str | Path, subject: str) -> None:
+        self.root = Path(root)
+        self.subject = subject
+
+    def __repr__(self) -> str:
+        return f"TruthFiles({str(self.root)!r}, {self.subject!r})"
+
+    @property
+    def folder(self) -> Path:
+        return truth_dataset(self.root) / self.subject
+
+    def _file(self, name: str) -> Path:
+        return self.folder / f"{self.subject}_{name}"
+
+    @property
+    def labels(self) -> Path:
+        """The label map on the atlas grid."""
+        return self._file("space-atlas_dseg.nii.gz")
+
+    @property
+    def brain_mask(self) -> Path:
+        """The brain mask on the atlas grid."""
+        return self._file("space-atlas_desc-brain_mask.nii.gz")
+
+    @property
+    def labels_t1c(self) -> Path:
+        """The label map on the native T1c grid."""
+        return self._file("space-T1c_dseg.nii.gz")
+
+    @property
+    def deformation(self) -> Path:
+        """The deformation's B-spline coefficients (NumPy .npz)."""
+        return self._file("desc-deformation_coefficients.npz")
+
+    @property
+    def record(self) -> Path:
+        """Transforms, acquisition protocols and lesion parameters (JSON); written last, so it marks a whole
+        subject."""
+        return self._file("truth.json")
+
+    def transform(self, modality: str) -> Path:
+        """The ITK transform from the atlas to one modality's native space."""
+        return self._file(f"from-atlas_to-{BIDS_SUFFIX[modality]}_mode-image_xfm.txt")

@@ -34,11 +34,10 @@ from . import __version__
 from .io import label_image, save_image, save_json
 from .labels import get_convention
 from .modalities import MODALITIES
+from .paths import TruthFiles, bids_image_path, truth_dataset
 from .synth_params import SynthParams
 
 log = logging.getLogger(__name__)
-
-BIDS_SUFFIX = {"t1": "T1w", "t1c": "ce-gadolinium_T1w", "t2": "T2w", "flair": "FLAIR"}
 
 # Head layers outside the brain, as (tissue, inner, outer) distance from the brain surface in mm.
 HEAD_LAYERS = (
@@ -528,22 +527,16 @@ def subject_id(index: int) -> str:
     return f"sub-{index + 1:03d}"
 
 
-def bids_image_path(root: Path, subject: str, modality: str) -> Path:
-    return root / subject / "anat" / f"{subject}_{BIDS_SUFFIX[modality]}.nii.gz"
-
-
 def write_subject(subject: SyntheticSubject, root: Path, sid: str, seed: int, params: SynthParams) -> None:
-    truth_dir = root / "derivatives" / "truth" / sid
-    truth_dir.mkdir(parents=True, exist_ok=True)
+    truth = TruthFiles(root, sid)
+    truth.folder.mkdir(parents=True, exist_ok=True)
     for modality, acq in subject.acquisitions.items():
         save_image(acq.image, bids_image_path(root, sid, modality))
-        write_itk_transform(np.linalg.inv(acq.native_to_atlas),
-                            truth_dir / f"{sid}_from-atlas_to-{BIDS_SUFFIX[modality]}_mode-image_xfm.txt")
-    save_image(subject.labels_atlas, truth_dir / f"{sid}_space-atlas_dseg.nii.gz")
-    save_image(subject.brain_atlas, truth_dir / f"{sid}_space-atlas_desc-brain_mask.nii.gz")
-    save_image(subject.labels_t1c, truth_dir / f"{sid}_space-T1c_dseg.nii.gz")
-    np.savez_compressed(truth_dir / f"{sid}_desc-deformation_coefficients.npz",
-                        coefficients=subject.bspline_coefficients)
+        write_itk_transform(np.linalg.inv(acq.native_to_atlas), truth.transform(modality))
+    save_image(subject.labels_atlas, truth.labels)
+    save_image(subject.brain_atlas, truth.brain_mask)
+    save_image(subject.labels_t1c, truth.labels_t1c)
+    np.savez_compressed(truth.deformation, coefficients=subject.bspline_coefficients)
     save_json({
         "subject": sid,
         "generator": f"bratsflow {__version__}",
@@ -559,7 +552,7 @@ def write_subject(subject: SyntheticSubject, root: Path, sid: str, seed: int, pa
                            "protocol": a.protocol}
                        for m, a in subject.acquisitions.items()},
         **subject.truth,
-    }, truth_dir / f"{sid}_truth.json")
+    }, truth.record)
 
 
 def write_bids_metadata(root: Path, n_subjects: int, seed: int) -> None:
@@ -568,7 +561,7 @@ def write_bids_metadata(root: Path, n_subjects: int, seed: int) -> None:
                "seed": seed, "subjects": n_subjects}, root / "dataset_description.json")
     save_json({"Name": "ground truth of the synthetic cohort", "BIDSVersion": "1.9.0",
                "DatasetType": "derivative", "GeneratedBy": [{"Name": "bratsflow synth", "Version": __version__}]},
-              root / "derivatives" / "truth" / "dataset_description.json")
+              truth_dataset(root) / "dataset_description.json")
 
 
 def write_sample_sheet(root: Path, subjects: list[str]) -> Path:
@@ -606,7 +599,7 @@ def generate_cohort(out: str | Path, n_subjects: int, seed: int, params: SynthPa
 
 
 def load_truth(root: str | Path, sid: str) -> dict:
-    return json.loads((Path(root) / "derivatives" / "truth" / sid / f"{sid}_truth.json").read_text())
+    return json.loads(TruthFiles(root, sid).record.read_text())
 
 
 def resample_native_to_atlas(root: str | Path, sid: str, order: int = 1) -> dict[str, np.ndarray]:
@@ -614,10 +607,10 @@ def resample_native_to_atlas(root: str | Path, sid: str, order: int = 1) -> dict
     from nibabel.processing import resample_from_to
 
     truth = load_truth(root, sid)
-    reference = nib.load(Path(root) / "derivatives" / "truth" / sid / f"{sid}_space-atlas_dseg.nii.gz")
+    reference = nib.load(TruthFiles(root, sid).labels)
     out = {}
     for modality in MODALITIES:
-        native = nib.load(bids_image_path(Path(root), sid, modality))
+        native = nib.load(bids_image_path(root, sid, modality))
         in_atlas_world = nib.Nifti1Image(np.asarray(native.dataobj, dtype=np.float32),
                                          np.asarray(truth["transforms"][modality]["native_to_atlas"])
                                          @ native.affine)
@@ -628,10 +621,8 @@ def resample_native_to_atlas(root: str | Path, sid: str, order: int = 1) -> dict
 def montage(root: str | Path, sid: str, out: str | Path) -> Path:
     from .report import overlay_montage
 
-    root = Path(root)
     truth = load_truth(root, sid)
-    labels = np.asarray(nib.load(root / "derivatives" / "truth" / sid / f"{sid}_space-atlas_dseg.nii.gz")
-                        .dataobj)
+    labels = np.asarray(nib.load(TruthFiles(root, sid).labels).dataobj)
     images = resample_native_to_atlas(root, sid)
     return overlay_montage(images, labels, out, convention=truth["label_convention"],
                            title=f"{sid}: native images through the true transforms, atlas-space truth")
