@@ -3,12 +3,8 @@
 
 rule synth_demo_subject:
     output:
-        images=expand(
-            "{root}/{{demo_subject}}/anat/{{demo_subject}}_{suffix}.nii.gz",
-            root=DEMO["root"],
-            suffix=["T1w", "ce-gadolinium_T1w", "T2w", "FLAIR"],
-        ),
-        truth=f"{DEMO['root']}/derivatives/truth/{{demo_subject}}/{{demo_subject}}_truth.json",
+        images=[str(paths.bids_image_path(DEMO["root"], "{demo_subject}", m)) for m in MODALITIES],
+        truth=str(paths.TruthFiles(DEMO["root"], "{demo_subject}").record),
     wildcard_constraints:
         demo_subject=r"sub-\d{3}",
     params:

@@ -38,6 +38,7 @@ from ..errors import ConfigError
 from ..io import label_image, load_image, save_image, save_json
 from ..labels import REGIONS, get_convention
 from ..modalities import MODALITIES, MODALITY_NAMES
+from ..paths import TruthFiles
 from ..provenance import environment
 
 log = logging.getLogger(__name__)
@@ -85,16 +86,12 @@ MEMBERS = (
 
 # ---------------------------------------------------------------------------------------------- inputs
 
-def truth_file(root: Path, sid: str, suffix: str) -> Path:
-    return Path(root) / "derivatives" / "truth" / sid / f"{sid}_{suffix}"
-
-
 def atlas_inputs(root: str | Path, sid: str) -> tuple[dict[str, nib.Nifti1Image], nib.Nifti1Image]:
     """A synthetic subject's four modalities as the pipeline hands them to segmentation (atlas space through the
     true transforms, linear interpolation, skull-stripped with the true brain mask, float32), and its truth."""
-    labels = load_image(truth_file(root, sid, "space-atlas_dseg.nii.gz"), subject=sid)
-    brain = np.asarray(load_image(truth_file(root, sid, "space-atlas_desc-brain_mask.nii.gz"), subject=sid)
-                       .dataobj) > 0
+    truth = TruthFiles(root, sid)
+    labels = load_image(truth.labels, subject=sid)
+    brain = np.asarray(load_image(truth.brain_mask, subject=sid).dataobj) > 0
     images = {}
     for modality, data in synth.resample_native_to_atlas(root, sid, order=1).items():
         img = nib.Nifti1Image(np.where(brain, data, 0).astype(np.float32), labels.affine)
@@ -114,7 +111,7 @@ def _synthesise_one(task: tuple[str, int, int, str]) -> str:
 def synthesise(root: Path, n_subjects: int, seed: int, processes: int) -> list[str]:
     """The cohort of `seed`; subjects whose truth record exists (written last) are kept from an earlier run."""
     subjects = [synth.subject_id(i) for i in range(n_subjects)]
-    todo = [sid for sid in subjects if not truth_file(root, sid, "truth.json").is_file()]
+    todo = [sid for sid in subjects if not TruthFiles(root, sid).record.is_file()]
     log.info("synthesising %d of %d training subjects (seed %d) in %d processes", len(todo), n_subjects, seed,
              processes)
     if todo:
