@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from bratsflow.paths import TruthFiles
 from bratsflow.synth import SynthParams, generate_cohort
 
 TINY_RESOLUTION_MM = 3.0
@@ -33,7 +34,7 @@ def tiny_atlas(tiny_cohort, tmp_path_factory) -> tuple[Path, Path]:
     from nilearn import datasets
 
     folder = tmp_path_factory.mktemp("tiny_atlas")
-    grid = nib.load(tiny_cohort / "derivatives" / "truth" / "sub-001" / "sub-001_space-atlas_dseg.nii.gz")
+    grid = nib.load(TruthFiles(tiny_cohort, "sub-001").labels)
     template = resample_from_to(datasets.load_mni152_template(resolution=1), grid, order=1)
     mask = resample_from_to(datasets.load_mni152_brain_mask(resolution=1), grid, order=0)
     nib.save(template, folder / "atlas.nii.gz")

@@ -167,11 +167,11 @@ def train_tiny_model(folder: Path, images: list[np.ndarray], labels: list[np.nda
 
 def atlas_space_subject(cohort, sid):
     """Four skull-stripped atlas-space images (nib, through the true transforms) and the atlas-space truth labels."""
-    from bratsflow import synth
+    from bratsflow import paths, synth
 
-    truth_dir = cohort / "derivatives" / "truth" / sid
-    brain = np.asarray(nib.load(truth_dir / f"{sid}_space-atlas_desc-brain_mask.nii.gz").dataobj) > 0
-    labels = nib.load(truth_dir / f"{sid}_space-atlas_dseg.nii.gz")
+    truth = paths.TruthFiles(cohort, sid)
+    brain = np.asarray(nib.load(truth.brain_mask).dataobj) > 0
+    labels = nib.load(truth.labels)
     images = {m: nib.Nifti1Image(np.where(brain, data, 0).astype(np.float32), labels.affine)
               for m, data in synth.resample_native_to_atlas(cohort, sid).items()}
     return images, np.asarray(labels.dataobj)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from bratsflow import atlas as atlas_module
-from bratsflow import synth
+from bratsflow import paths, synth
 from bratsflow.cli import main
 from bratsflow.cohort import MODALITIES, load_sheet
 from bratsflow.coregister import CoregisterParams, coregister, to_native
@@ -54,7 +54,7 @@ def _map_points(files, points_ras):
 def test_target_registration_error_against_the_truth(tiny_cohort, registered):
     out, record = registered
     truth = synth.load_truth(tiny_cohort, SID)
-    brain = nib.load(tiny_cohort / "derivatives" / "truth" / SID / f"{SID}_space-atlas_desc-brain_mask.nii.gz")
+    brain = nib.load(paths.TruthFiles(tiny_cohort, SID).brain_mask)
     points = nib.affines.apply_affine(brain.affine, np.argwhere(np.asarray(brain.dataobj) > 0))
     assert record["centre"] == "t1c"
     for modality in MODALITIES:
@@ -88,20 +88,19 @@ def test_outputs_record_and_atlas_grid(registered, tiny_atlas):
 
 def test_label_map_round_trip_atlas_native_atlas(tiny_cohort, registered, tmp_path):
     out, _ = registered
-    labels_path = tiny_cohort / "derivatives" / "truth" / SID / f"{SID}_space-atlas_dseg.nii.gz"
-    native = to_native(labels_path, out, "t1c", tmp_path / "native.nii.gz", labels=True)
+    truth = paths.TruthFiles(tiny_cohort, SID)
+    native = to_native(truth.labels, out, "t1c", tmp_path / "native.nii.gz", labels=True)
     native_img = nib.load(native)
     assert native_img.get_data_dtype() == np.uint8
     assert set(np.unique(np.asarray(native_img.dataobj))) <= {0, 1, 2, 3}
     # Against the truth on the native T1c grid (ingest reoriented that grid to RAS) ...
-    truth_native = np.asarray(reorient(nib.load(tiny_cohort / "derivatives" / "truth" / SID /
-                                                f"{SID}_space-T1c_dseg.nii.gz"), "RAS").dataobj)
+    truth_native = np.asarray(reorient(nib.load(truth.labels_t1c), "RAS").dataobj)
     mapped = np.asarray(native_img.dataobj)
     assert _dice(mapped > 0, truth_native > 0) > 0.85
     # ... and back into the atlas: the whole tumour survives the round trip.
-    back = ants.apply_transforms(ants.image_read(str(labels_path)), ants.image_read(str(native)),
+    back = ants.apply_transforms(ants.image_read(str(truth.labels)), ants.image_read(str(native)),
                                  [str(out / "transforms" / "t1c-to-atlas.mat")], interpolator="genericLabel")
-    original = np.asarray(nib.load(labels_path).dataobj)
+    original = np.asarray(nib.load(truth.labels).dataobj)
     assert _dice(back.numpy() > 0, original > 0) > 0.85
     assert _dice(back.numpy() == 3, original == 3) > 0.6
 

@@ -8,7 +8,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from bratsflow import models, synth
+from bratsflow import models, paths, synth
 from bratsflow.cli import main
 from bratsflow.errors import ConfigError, ModelError
 from bratsflow.io import sha256_file
@@ -20,7 +20,7 @@ TEST_SUBJECT = "sub-002"
 
 
 def _atlas_space_t1(cohort, sid):
-    truth = nib.load(cohort / "derivatives" / "truth" / sid / f"{sid}_space-atlas_desc-brain_mask.nii.gz")
+    truth = nib.load(paths.TruthFiles(cohort, sid).brain_mask)
     t1 = synth.resample_native_to_atlas(cohort, sid)["t1"].astype(np.float32)
     return nib.Nifti1Image(t1, truth.affine), np.asarray(truth.dataobj) > 0
 

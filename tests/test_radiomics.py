@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from bratsflow import synth
+from bratsflow import paths, synth
 from bratsflow.cli import main
 from bratsflow.errors import ConfigError, InputError
 from bratsflow.io import label_image_like, save_image
@@ -26,11 +26,10 @@ def subject(tiny_cohort, tmp_path_factory) -> dict:
     """sub-001 of the tiny cohort in atlas space through its true transforms, skull-stripped with the true brain
     mask, and its true labels: what skull stripping and fusion hand to radiomics."""
     folder = tmp_path_factory.mktemp("radiomics_subject")
-    truth = tiny_cohort / "derivatives" / "truth" / "sub-001"
-    labels = nib.load(truth / "sub-001_space-atlas_dseg.nii.gz")
-    brain_file = truth / "sub-001_space-atlas_desc-brain_mask.nii.gz"
-    brain = np.asarray(nib.load(brain_file).dataobj) > 0
-    files = {"segmentation": truth / "sub-001_space-atlas_dseg.nii.gz", "brain_mask": brain_file}
+    truth = paths.TruthFiles(tiny_cohort, "sub-001")
+    labels = nib.load(truth.labels)
+    brain = np.asarray(nib.load(truth.brain_mask).dataobj) > 0
+    files = {"segmentation": truth.labels, "brain_mask": truth.brain_mask}
     for modality, data in synth.resample_native_to_atlas(tiny_cohort, "sub-001").items():
         files[modality] = save_image(nib.Nifti1Image(np.where(brain, data, 0).astype(np.float32), labels.affine),
                                      folder / f"{modality}.nii.gz")

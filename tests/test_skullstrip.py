@@ -11,7 +11,7 @@ import pytest
 import yaml
 from nibabel.processing import resample_from_to
 
-from bratsflow import synth
+from bratsflow import paths, synth
 from bratsflow.cli import main
 from bratsflow.cohort import MODALITIES
 from bratsflow.deface import cutting_plane, deface, deface_file
@@ -30,7 +30,7 @@ REAL_ID = "BraTS-GLI-00001-000"
 def atlas_space(tiny_cohort, tmp_path_factory):
     """The subject's four images in atlas space through the true transforms, and the true brain mask."""
     out = tmp_path_factory.mktemp("atlas_space")
-    truth = nib.load(tiny_cohort / "derivatives" / "truth" / SID / f"{SID}_space-atlas_desc-brain_mask.nii.gz")
+    truth = nib.load(paths.TruthFiles(tiny_cohort, SID).brain_mask)
     images = {}
     for modality, data in synth.resample_native_to_atlas(tiny_cohort, SID).items():
         images[modality] = out / f"{modality}.nii.gz"

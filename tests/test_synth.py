@@ -13,12 +13,8 @@ from conftest import TINY_RESOLUTION_MM, TINY_SEED
 SUBJECTS = ["sub-001", "sub-002", "sub-003"]
 
 
-def _truth_dir(root, sid):
-    return root / "derivatives" / "truth" / sid
-
-
-def _labels(root, sid, space="atlas"):
-    return nib.load(_truth_dir(root, sid) / f"{sid}_space-{space}_dseg.nii.gz")
+def _labels(root, sid):
+    return nib.load(paths.TruthFiles(root, sid).labels)
 
 
 def test_bids_layout_and_sample_sheet(tiny_cohort):
@@ -28,19 +24,30 @@ def test_bids_layout_and_sample_sheet(tiny_cohort):
     for subject in subjects:
         for modality in MODALITIES:
             assert subject.image(modality).is_file()
-        truth = _truth_dir(tiny_cohort, subject.subject_id)
-        sid = subject.subject_id
-        for name in ["space-atlas_dseg.nii.gz", "space-atlas_desc-brain_mask.nii.gz", "space-T1c_dseg.nii.gz",
-                     "truth.json", "desc-deformation_coefficients.npz",
-                     "from-atlas_to-FLAIR_mode-image_xfm.txt"]:
-            assert (truth / f"{sid}_{name}").is_file(), name
+        truth = paths.TruthFiles(tiny_cohort, subject.subject_id)
+        for path in [truth.labels, truth.brain_mask, truth.labels_t1c, truth.record, truth.deformation,
+                     *(truth.transform(m) for m in MODALITIES)]:
+            assert path.is_file(), path.name
+
+
+def test_truth_layout_is_the_documented_one():
+    """The README and users' scripts name these files, so the test spells them again: a rename must be
+    deliberate."""
+    truth = paths.TruthFiles("demo", "sub-001")
+    folder = "demo/derivatives/truth/sub-001"
+    assert truth.labels.as_posix() == f"{folder}/sub-001_space-atlas_dseg.nii.gz"
+    assert truth.brain_mask.as_posix() == f"{folder}/sub-001_space-atlas_desc-brain_mask.nii.gz"
+    assert truth.labels_t1c.as_posix() == f"{folder}/sub-001_space-T1c_dseg.nii.gz"
+    assert truth.deformation.as_posix() == f"{folder}/sub-001_desc-deformation_coefficients.npz"
+    assert truth.record.as_posix() == f"{folder}/sub-001_truth.json"
+    assert truth.transform("t1c").as_posix() == f"{folder}/sub-001_from-atlas_to-ce-gadolinium_T1w_mode-image_xfm.txt"
+    assert paths.bids_image_path("demo", "sub-001", "flair").as_posix() == "demo/sub-001/anat/sub-001_FLAIR.nii.gz"
 
 
 @pytest.mark.parametrize("sid", SUBJECTS)
 def test_tumour_has_all_regions_nested_inside_the_brain(tiny_cohort, sid):
     labels = np.asarray(_labels(tiny_cohort, sid).dataobj)
-    brain = np.asarray(nib.load(_truth_dir(tiny_cohort, sid) / f"{sid}_space-atlas_desc-brain_mask.nii.gz")
-                       .dataobj).astype(bool)
+    brain = np.asarray(nib.load(paths.TruthFiles(tiny_cohort, sid).brain_mask).dataobj).astype(bool)
     assert labels.dtype == np.uint8
     assert set(np.unique(labels)) <= {0, 1, 2, 3}
     wt, tc = region_mask(labels, "WT", "brats2023"), region_mask(labels, "TC", "brats2023")
@@ -76,7 +83,7 @@ def test_t1c_truth_is_the_atlas_truth_through_the_true_transform(tiny_cohort):
     for sid in SUBJECTS:
         truth = synth.load_truth(tiny_cohort, sid)
         atlas = _labels(tiny_cohort, sid)
-        native = _labels(tiny_cohort, sid, "T1c")
+        native = nib.load(paths.TruthFiles(tiny_cohort, sid).labels_t1c)
         pose = np.asarray(truth["transforms"]["t1c"]["native_to_atlas"])
         # Express the native grid in atlas world coordinates, then pull the atlas labels onto it.
         native_in_atlas_world = nib.Nifti1Image(np.asarray(native.dataobj), pose @ native.affine)
@@ -90,8 +97,7 @@ def test_images_resampled_through_the_truth_show_the_tumour_contrast(tiny_cohort
     for sid in SUBJECTS:
         images = synth.resample_native_to_atlas(tiny_cohort, sid)
         labels = np.asarray(_labels(tiny_cohort, sid).dataobj)
-        brain = np.asarray(nib.load(_truth_dir(tiny_cohort, sid) / f"{sid}_space-atlas_desc-brain_mask.nii.gz")
-                           .dataobj).astype(bool)
+        brain = np.asarray(nib.load(paths.TruthFiles(tiny_cohort, sid).brain_mask).dataobj).astype(bool)
         normal = brain & (labels == 0)
         mean = {m: {name: images[m][labels == value].mean() for name, value in
                     {"NETC": 1, "SNFH": 2, "ET": 3}.items() if (labels == value).sum() > 5}
@@ -149,7 +155,7 @@ def test_itk_transform_file_matches_the_json(tiny_cohort):
 
     sid = "sub-001"
     truth = synth.load_truth(tiny_cohort, sid)
-    transform = sitk.ReadTransform(str(_truth_dir(tiny_cohort, sid) / f"{sid}_from-atlas_to-T2w_mode-image_xfm.txt"))
+    transform = sitk.ReadTransform(str(paths.TruthFiles(tiny_cohort, sid).transform("t2")))
     atlas_to_native = np.asarray(truth["transforms"]["t2"]["atlas_to_native"])
     point_ras = np.array([10.0, -20.0, 30.0])
     expected_ras = atlas_to_native[:3, :3] @ point_ras + atlas_to_native[:3, 3]

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import yaml
 
-from bratsflow.paths import bids_image_path
+from bratsflow.paths import TruthFiles, bids_image_path
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.workflow
@@ -101,7 +101,7 @@ def test_end_to_end_with_a_bad_subject_under_keep_going(tmp_path, tiny_atlas):
     log = (results / "bad" / "logs" / "ingest.log").read_text()
     assert f"subject bad: T2 {broken}: " in log
     assert f"FLAIR {tmp_path / 'absent.nii.gz'}: file does not exist" in log
-    assert (demo / "derivatives" / "truth" / "sub-002" / "sub-002_space-atlas_dseg.nii.gz").is_file()
+    assert TruthFiles(demo, "sub-002").labels.is_file()
 
     # The same cohort as a BIDS tree gives byte-identical outputs; a rerun has nothing to do.
     bids_config = _write_config(tmp_path, tiny_atlas, bids=str(demo), results=str(tmp_path / "bids_results"),

@@ -49,7 +49,7 @@ def test_fuse_rule_runs_on_member_label_maps(tiny_cohort, tmp_path):
     config_path.write_text(yaml.safe_dump(config))
     expected = {}
     for subject in ("sub-001", "sub-002", "sub-003"):
-        truth_img = nib.load(tiny_cohort / "derivatives" / "truth" / subject / f"{subject}_space-atlas_dseg.nii.gz")
+        truth_img = nib.load(paths.TruthFiles(tiny_cohort, subject).labels)
         members = _members(np.asanyarray(truth_img.dataobj))
         for name, labels in members.items():
             save_image(label_image_like(labels, truth_img), paths.segment_member(results, subject, name))

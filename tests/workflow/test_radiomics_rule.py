@@ -25,8 +25,7 @@ NO_TUMOUR_SUBJECT = "sub-002"
 def _skullstripped(tiny_cohort, results, subject) -> None:
     """What the skullstrip rule leaves: the four atlas-space images (here through the true transforms) inside the
     true brain mask, and the mask."""
-    truth = tiny_cohort / "derivatives" / "truth" / subject
-    brain_img = nib.load(truth / f"{subject}_space-atlas_desc-brain_mask.nii.gz")
+    brain_img = nib.load(paths.TruthFiles(tiny_cohort, subject).brain_mask)
     brain = np.asarray(brain_img.dataobj) > 0
     save_image(label_image_like(brain, brain_img), paths.brain_mask(results, subject))
     for modality, data in synth.resample_native_to_atlas(tiny_cohort, subject).items():
@@ -48,7 +47,7 @@ def test_radiomics_and_cohort_table_rules(tiny_cohort, tmp_path):
     config_path.write_text(yaml.safe_dump(config))
     for subject in SUBJECTS:
         _skullstripped(tiny_cohort, results, subject)
-        truth_img = nib.load(tiny_cohort / "derivatives" / "truth" / subject / f"{subject}_space-atlas_dseg.nii.gz")
+        truth_img = nib.load(paths.TruthFiles(tiny_cohort, subject).labels)
         truth = np.asanyarray(truth_img.dataobj)
         if subject == NO_TUMOUR_SUBJECT:
             truth = np.zeros_like(truth)
