@@ -23,7 +23,7 @@ import ants
 import nibabel as nib
 import numpy as np
 
-from bratsflow import synth
+from bratsflow import paths, synth
 from bratsflow.cohort import MODALITIES, load_sheet
 from bratsflow.coregister import CoregisterParams, coregister
 from bratsflow.errors import RegistrationError
@@ -45,7 +45,7 @@ def map_points(files: list[Path], points_ras: np.ndarray) -> np.ndarray:
 
 def tre(root: Path, sid: str, chains: dict[str, list[Path]], stride: int = 20) -> dict[str, tuple[float, float]]:
     truth = synth.load_truth(root, sid)
-    brain = nib.load(root / "derivatives" / "truth" / sid / f"{sid}_space-atlas_desc-brain_mask.nii.gz")
+    brain = nib.load(paths.TruthFiles(root, sid).brain_mask)
     points = nib.affines.apply_affine(brain.affine, np.argwhere(np.asarray(brain.dataobj) > 0)[::stride])
     out = {}
     for modality, chain in chains.items():
@@ -57,9 +57,9 @@ def tre(root: Path, sid: str, chains: dict[str, list[Path]], stride: int = 20) -
 
 def label_dice(root: Path, sid: str, t1c_to_atlas: Path, atlas_file: Path) -> dict[str, float]:
     """The native-T1c truth labels pushed into the atlas through the estimated transform vs the atlas truth."""
-    truth_dir = root / "derivatives" / "truth" / sid
-    native = reorient(nib.load(truth_dir / f"{sid}_space-T1c_dseg.nii.gz"), "RAS")
-    atlas_truth = np.asarray(nib.load(truth_dir / f"{sid}_space-atlas_dseg.nii.gz").dataobj)
+    truth = paths.TruthFiles(root, sid)
+    native = reorient(nib.load(truth.labels_t1c), "RAS")
+    atlas_truth = np.asarray(nib.load(truth.labels).dataobj)
     from bratsflow.io import to_ants
 
     moved = ants.apply_transforms(ants.image_read(str(atlas_file)), to_ants(native), [str(t1c_to_atlas)],

@@ -25,13 +25,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from nnunet_helpers import train_tiny_model  # noqa: E402
 
-from bratsflow import models, synth  # noqa: E402
+from bratsflow import models, paths, synth  # noqa: E402
 from bratsflow.metrics import dice  # noqa: E402
 from bratsflow.skullstrip import SkullstripParams, skullstrip  # noqa: E402
 
 
 def atlas_space_t1(root: Path, sid: str) -> tuple[nib.Nifti1Image, np.ndarray]:
-    truth = nib.load(root / "derivatives" / "truth" / sid / f"{sid}_space-atlas_desc-brain_mask.nii.gz")
+    truth = nib.load(paths.TruthFiles(root, sid).brain_mask)
     return (nib.Nifti1Image(synth.resample_native_to_atlas(root, sid)["t1"].astype(np.float32), truth.affine),
             np.asarray(truth.dataobj) > 0)
 

@@ -29,19 +29,17 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from bratsflow import synth
+from bratsflow import paths, synth
 from bratsflow.io import label_image_like, save_image
 from bratsflow.labels import SUMMARY_REGIONS, region_mask
 from bratsflow.radiomics import DEFAULT_PARAMS, load_params, radiomics_subject
 
 
 def prepare(root: Path, sid: str, work: Path) -> dict[str, Path]:
-    truth = root / "derivatives" / "truth" / sid
-    labels = truth / f"{sid}_space-atlas_dseg.nii.gz"
-    brain_file = truth / f"{sid}_space-atlas_desc-brain_mask.nii.gz"
-    brain_img = nib.load(brain_file)
+    truth = paths.TruthFiles(root, sid)
+    brain_img = nib.load(truth.brain_mask)
     brain = np.asarray(brain_img.dataobj) > 0
-    files = {"segmentation": labels, "brain_mask": brain_file}
+    files = {"segmentation": truth.labels, "brain_mask": truth.brain_mask}
     for modality, data in synth.resample_native_to_atlas(root, sid).items():
         files[modality] = save_image(nib.Nifti1Image(np.where(brain, data, 0).astype(np.float32), brain_img.affine),
                                      work / f"{modality}.nii.gz")

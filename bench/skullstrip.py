@@ -44,6 +44,7 @@ from bratsflow import synth
 from bratsflow.atlas import load_atlas
 from bratsflow.cohort import MODALITIES
 from bratsflow.metrics import dice, hausdorff
+from bratsflow.paths import TruthFiles
 
 AFTER = Path(bratsflow.__file__).resolve().parents[1]
 REAL_CASES = {
@@ -232,7 +233,7 @@ def bench_synthetic(args: argparse.Namespace) -> None:
         prior = np.asarray(load_atlas("mni152").mask.dataobj) > 0
         rows = []
         for sid in [synth.subject_id(k) for k in range(args.subjects)]:
-            truth_img = nib.load(root / "derivatives" / "truth" / sid / f"{sid}_space-atlas_desc-brain_mask.nii.gz")
+            truth_img = nib.load(TruthFiles(root, sid).brain_mask)
             truth = np.asarray(truth_img.dataobj) > 0.5
             images = synth.resample_native_to_atlas(root, sid)
             centre = nib.affines.apply_affine(truth_img.affine, np.argwhere(truth).mean(0))
