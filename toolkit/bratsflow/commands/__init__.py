@@ -20,6 +20,15 @@ def add_modality_arguments(parser: argparse.ArgumentParser) -> None:
                             help=f"{modality} image (NIfTI file or DICOM series folder)")
 
 
+def add_step_parser(commands, name: str, help: str) -> argparse.ArgumentParser:
+    """A subcommand that runs a step on one subject's four images and writes into the step's folder (--out)."""
+    parser = commands.add_parser(name, help=help)
+    add_modality_arguments(parser)
+    parser.add_argument("--out", type=Path, required=True, help="output folder")
+    parser.add_argument("--subject", help="subject id, for messages and records")
+    return parser
+
+
 def given_images(args: argparse.Namespace) -> dict[str, Path]:
     """The modality images given on the command line, by modality."""
     return {m: getattr(args, m) for m in MODALITIES if getattr(args, m) is not None}

@@ -7,15 +7,12 @@ from pathlib import Path
 
 from ..coregister import INPUT_KINDS, CoregisterParams
 from ..modalities import MODALITIES
-from . import add_modality_arguments, given_images
+from . import add_step_parser, given_images
 
 
 def add_commands(commands) -> None:
     defaults = CoregisterParams()
-    coreg = commands.add_parser("coregister", help="register all modalities to the centre one and to the atlas")
-    add_modality_arguments(coreg)
-    coreg.add_argument("--out", type=Path, required=True, help="output folder")
-    coreg.add_argument("--subject", help="subject id, for messages and records")
+    coreg = add_step_parser(commands, "coregister", "register all modalities to the centre one and to the atlas")
     coreg.add_argument("--atlas", default=defaults.atlas, help="mni152 (built in), sri24 (fetched) or a NIfTI path")
     coreg.add_argument("--atlas-mask", type=Path, default=defaults.atlas_mask,
                        help="brain mask of an atlas file (restricts the metric)")

@@ -6,20 +6,17 @@ import argparse
 from pathlib import Path
 
 from ..labels import CONVENTIONS, DEFAULT_CONVENTION
-from . import add_modality_arguments, given_images
+from . import add_step_parser, given_images
 
 
 def add_commands(commands) -> None:
-    seg = commands.add_parser("segment", help="run one ensemble member on skull-stripped atlas-space images")
-    add_modality_arguments(seg)
+    seg = add_step_parser(commands, "segment", "run one ensemble member on skull-stripped atlas-space images")
     seg.add_argument("--member", required=True, help="member name (writes OUT/NAME.nii.gz)")
     seg.add_argument("--spec", help="the member's settings as JSON (keys as in segment.members); default: "
                                     "looked up by name in --config")
     seg.add_argument("--config", type=Path, default=Path("config/config.yaml"), help="config file with the member")
     seg.add_argument("--convention", choices=list(CONVENTIONS), default=DEFAULT_CONVENTION,
                      help=f"label convention of the written map (default {DEFAULT_CONVENTION})")
-    seg.add_argument("--out", type=Path, required=True, help="output folder")
-    seg.add_argument("--subject", help="subject id, for messages and records")
     seg.set_defaults(func=run_segment)
 
 

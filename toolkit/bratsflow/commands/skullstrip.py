@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from ..modalities import MODALITIES
 from ..skullstrip import BACKENDS, INPUT_KINDS, SkullstripParams
-from . import add_modality_arguments, given_images
+from . import add_step_parser, given_images
 
 
 def add_commands(commands) -> None:
     defaults = SkullstripParams()
-    strip = commands.add_parser("skullstrip", help="brain mask of atlas-space images, applied to all four")
-    add_modality_arguments(strip)
-    strip.add_argument("--out", type=Path, required=True, help="output folder")
-    strip.add_argument("--subject", help="subject id, for messages and records")
+    strip = add_step_parser(commands, "skullstrip", "brain mask of atlas-space images, applied to all four")
     strip.add_argument("--backend", choices=BACKENDS, default=defaults.backend,
                        help="atlas (default; CPU, no downloaded weights) or hdbet (HD-BET v2 weights)")
     strip.add_argument("--modality", choices=MODALITIES, default=defaults.modality,
