@@ -75,7 +75,7 @@ import nibabel as nib
 import numpy as np
 
 from .errors import ConfigError, InputError
-from .io import (check_probabilities, grid_mismatch, label_image_like, load_image, load_probabilities,
+from .io import (check_probabilities, grid_mismatch, label_data, label_image_like, load_image, load_probabilities,
                  probability_kind, same_grid)
 from .labels import (BACKGROUND, DEFAULT_CONVENTION, NESTING, REGION_DEPTH, REGIONS, from_depth, get_convention,
                      to_depth)
@@ -191,21 +191,13 @@ def _prepare(segmentations: Sequence, names: Sequence[str] | None, convention: s
         raise ConfigError(f"member names are not unique: {names}", subject=subject)
     arrays, reference, reference_name, shape, files = [], None, None, None, []
     for name, seg in zip(names, segmentations):
-        file = seg if isinstance(seg, (str, Path)) else None
-        if file is not None:
-            seg = load_image(file, subject=subject)
-        if isinstance(seg, nib.spatialimages.SpatialImage):
-            file = file or seg.get_filename()
-            data = np.asanyarray(seg.dataobj)
-            if data.ndim == 4 and data.shape[3] == 1:
-                data = data[..., 0]
+        data, image, file = label_data(seg, subject=subject)
+        if image is not None:
             if reference is None:
-                reference, reference_name = seg, name
-            elif data.shape[:3] == reference.shape[:3] and not same_grid(seg, reference):
-                raise _member_error(name, f"not on member {reference_name}'s grid ({grid_mismatch(seg, reference)})",
+                reference, reference_name = image, name
+            elif data.shape[:3] == reference.shape[:3] and not same_grid(image, reference):
+                raise _member_error(name, f"not on member {reference_name}'s grid ({grid_mismatch(image, reference)})",
                                     subject, file)
-        else:
-            data = np.asarray(seg)
         if data.dtype.kind not in "buif":
             raise _member_error(name, f"not a label map (dtype {data.dtype})", subject, file)
         if shape is None:

@@ -233,6 +233,21 @@ def save_table(table: "pd.DataFrame", path: str | Path) -> Path:
     return path
 
 
+def label_data(item: "str | Path | nib.spatialimages.SpatialImage | np.ndarray", *, subject: str | None = None
+               ) -> tuple[np.ndarray, nib.spatialimages.SpatialImage | None, str | None]:
+    """A label map given as a path, an image or an array: its voxels (a trailing axis of length 1 dropped), the
+    image (None for an array) and its file (None when it has none)."""
+    file = str(item) if isinstance(item, (str, Path)) else None
+    if file is not None:
+        item = load_image(file, subject=subject)
+    if not isinstance(item, nib.spatialimages.SpatialImage):
+        return np.asarray(item), None, None
+    data = np.asanyarray(item.dataobj)
+    if data.ndim == 4 and data.shape[3] == 1:
+        data = data[..., 0]
+    return data, item, file or item.get_filename()
+
+
 def label_image(labels: np.ndarray, affine: np.ndarray, *, aligned_to_atlas: bool = False) -> nib.Nifti1Image:
     """Label maps are always uint8; `aligned_to_atlas` marks the header's sform/qform code accordingly."""
     img = nib.Nifti1Image(np.asarray(labels, dtype=np.uint8), affine)

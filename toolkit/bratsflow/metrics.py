@@ -30,14 +30,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import nibabel as nib
 import numpy as np
 import pandas as pd
 from scipy import ndimage as ndi
 from scipy.spatial import cKDTree
 
 from .errors import InputError
-from .io import load_image, lost_header_hint, same_grid, spacing as image_spacing
+from .io import label_data, lost_header_hint, same_grid, spacing as image_spacing
 from .labels import DEFAULT_CONVENTION, REGION_DEPTH, REGIONS, to_depth
 
 HD_EMPTY_MM = 374.0
@@ -116,17 +115,9 @@ def _prepare(pred: Any, gt: Any, convention: str, spacing) -> tuple[np.ndarray, 
     """Depth maps of prediction and truth (validated), and the voxel spacing in mm."""
     arrays, images = [], []
     for role, item in (("prediction", pred), ("ground truth", gt)):
-        file = item if isinstance(item, (str, Path)) else None
-        if file is not None:
-            item = load_image(file)
-        if isinstance(item, nib.spatialimages.SpatialImage):
-            file = file or item.get_filename()
-            images.append((role, item, file))
-            data = np.asanyarray(item.dataobj)
-            if data.ndim == 4 and data.shape[3] == 1:
-                data = data[..., 0]
-        else:
-            data = np.asarray(item)
+        data, image, file = label_data(item)
+        if image is not None:
+            images.append((role, image, file))
         try:
             arrays.append(to_depth(data, convention))
         except InputError as exc:
