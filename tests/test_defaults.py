@@ -14,6 +14,7 @@ from bratsflow.deface import DEFAULT_BUFFER_MM
 from bratsflow.fusion import DEFAULT_METHOD, DEFAULT_MODE, SimpleParams
 from bratsflow.ingest import DEFAULT_ORIENTATION, DEFAULT_SPACING_RANGE_MM
 from bratsflow.labels import DEFAULT_CONVENTION
+from bratsflow.qc import QCParams
 from bratsflow.segment import Member
 from bratsflow.skullstrip import SkullstripParams
 from bratsflow.synth_params import SynthParams
@@ -49,7 +50,8 @@ def _parsed(*argv) -> dict:
     (SimpleParams, ("fuse", "simple"), set()),
     # root is the rule's output folder; subjects and seed are synth's options outside SynthParams (checked below).
     (SynthParams, ("demo",), {"root", "subjects", "seed"}),
-], ids=["coregister", "skullstrip", "skullstrip.hdbet", "fuse.simple", "demo"])
+    (QCParams, ("report",), set()),
+], ids=["coregister", "skullstrip", "skullstrip.hdbet", "fuse.simple", "demo", "report"])
 def test_params_defaults_are_the_config_and_schema_defaults(params, path, not_fields):
     config, schema = _block(*path)
     defaults = {f.name: f.default for f in fields(params)}
@@ -95,11 +97,12 @@ def test_member_defaults_are_the_schema_defaults():
 @pytest.mark.parametrize("params, argv", [
     (CoregisterParams, ["coregister", "--out", "o"]),
     (SkullstripParams, ["skullstrip", "--out", "o"]),
-], ids=["coregister", "skullstrip"])
+    (QCParams, ["report", "--segmentation", "s", "--members", "m", "--brain-mask", "b", "--out", "o"]),
+], ids=["coregister", "skullstrip", "report"])
 def test_command_line_defaults_are_the_params_defaults(params, argv):
     parsed = _parsed(*argv)
     shared = [f for f in fields(params) if f.name in parsed]
-    assert len(shared) > 10
+    assert len(shared) == len(fields(params)) or len(shared) > 10
     for field in shared:
         assert parsed[field.name] == field.default, f"--{field.name.replace('_', '-')}"
 

@@ -122,10 +122,11 @@ def test_cohort_through_slurm_fails_the_bad_subject_and_equals_a_local_run(
     run_id = re.search(r"SLURM run ID: (\S+)", out).group(1)
     jobs = _slurm_jobs(run_id, since, logdir)
     for sid in ("sub-001", "sub-002"):
-        # One SLURM job each for the profile's groups: ingest with coregister ('prep'), radiomics with the
-        # provenance record ('finish'); the other steps have their own.
+        # One SLURM job each for the profile's groups: ingest with coregister ('prep'), radiomics with the report
+        # and the provenance record ('finish'); the other steps have their own.
         assert ("COMPLETED", {f"ingest:subject={sid}", f"coregister:subject={sid}"}) in jobs, jobs
-        assert ("COMPLETED", {f"radiomics:subject={sid}", f"provenance:subject={sid}"}) in jobs, jobs
+        finish = {f"radiomics:subject={sid}", f"report:subject={sid}", f"provenance:subject={sid}"}
+        assert ("COMPLETED", finish) in jobs, jobs
         for rule in ("skullstrip", "segment_tiny_labels", "segment_tiny_regions", "fuse"):
             assert ("COMPLETED", {f"{rule}:subject={sid}"}) in jobs, jobs
     bad_jobs = [state for state, targets in jobs if "ingest:subject=bad" in targets]

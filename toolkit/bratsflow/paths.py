@@ -59,6 +59,16 @@ class StepFiles:
         """The fused segmentation."""
         return self.folder / "segmentation.nii.gz"
 
+    @property
+    def votes(self) -> Path:
+        """The report's vote fractions of the ensemble, one volume per region (WT, TC, ET)."""
+        return self.folder / "votes.nii.gz"
+
+    @property
+    def disagreement(self) -> Path:
+        """The report's disagreement map (entropy of the members' votes, bits)."""
+        return self.folder / "disagreement.nii.gz"
+
     def features(self, suffix: str = ".parquet") -> Path:
         """A subject's tidy feature table (`.parquet` or `.csv`)."""
         return self.folder / f"features{suffix}"

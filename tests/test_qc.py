@@ -1,0 +1,124 @@
+"""The report step's data: ensemble vote fractions, disagreement, agreement per region, and QC flags."""
+
+from __future__ import annotations
+
+import json
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+
+from bratsflow.cli import main
+from bratsflow.errors import InputError
+from bratsflow.io import label_image, save_image, sha256_file
+from bratsflow.qc import (QCParams, agreement, binary_entropy, border_contact_cm2, flags, report_subject,
+                          vote_fractions)
+
+AFFINE = np.diag([2.0, 2.0, 2.0, 1.0])  # 8 µL voxels
+VOXEL_ML = 0.008
+
+
+def _cube(shape, corner, size, value, labels=None):
+    labels = np.zeros(shape, np.uint8) if labels is None else labels
+    x, y, z = corner
+    labels[x:x + size, y:y + size, z:z + size] = value
+    return labels
+
+
+@pytest.fixture
+def subject(tmp_path):
+    """Three members: two agree on a 4³ tumour with a 2³ enhancing core, the third sees a 4³ oedema shifted by
+    one voxel and no core; the fused map is the first member's; the brain covers the middle of the grid."""
+    shape = (16, 16, 16)
+    a = _cube(shape, (4, 4, 4), 2, 3, _cube(shape, (3, 3, 3), 4, 2))
+    c = _cube(shape, (4, 3, 3), 4, 2)
+    members = {}
+    for name, labels in (("a", a), ("b", a.copy()), ("c", c)):
+        members[name] = save_image(label_image(labels, AFFINE), tmp_path / f"{name}.nii.gz")
+    fused = save_image(label_image(a, AFFINE), tmp_path / "fused.nii.gz")
+    brain = save_image(label_image(_cube(shape, (1, 1, 1), 14, 1), AFFINE), tmp_path / "brain.nii.gz")
+    return {"members": members, "fused": fused, "brain": brain, "arrays": (a, c)}
+
+
+def test_votes_entropy_and_agreement():
+    depths = np.stack([np.array([0, 1, 3, 3]), np.array([0, 1, 3, 1]), np.array([0, 0, 1, 3])])
+    votes = vote_fractions(depths)
+    np.testing.assert_allclose(votes[0], [0, 2 / 3, 1, 1])  # WT: depth >= 1
+    np.testing.assert_allclose(votes[2], [0, 0, 2 / 3, 2 / 3])  # ET: depth 3
+    np.testing.assert_allclose(binary_entropy(np.array([0.0, 0.5, 1.0, 2 / 3])), [0, 1, 0, 0.9183], atol=1e-4)
+    by_region = agreement(depths, VOXEL_ML)
+    # WT: a = b = {1, 2, 3}, c = {2, 3}: Dice 1, 0.8, 0.8.
+    assert by_region["WT"]["mean_pairwise_dice"] == pytest.approx((1 + 0.8 + 0.8) / 3, abs=1e-4)
+    assert by_region["WT"]["disputed_ml"] == pytest.approx(VOXEL_ML)
+    assert agreement(depths[:1], VOXEL_ML)["ET"] == {"mean_pairwise_dice": 1.0, "disputed_ml": 0.0}
+
+
+def test_report_writes_maps_and_flags_disagreement(subject, tmp_path):
+    out = tmp_path / "report"
+    record = report_subject(subject["fused"], subject["members"], subject["brain"], out, subject="s1",
+                            params=QCParams(min_agreement=0.9))
+    votes = nib.load(out / "votes.nii.gz")
+    assert votes.shape == (16, 16, 16, 3) and votes.get_data_dtype() == np.float32
+    np.testing.assert_allclose(votes.affine, AFFINE)
+    a, c = subject["arrays"]
+    wt = np.asarray(votes.dataobj)[..., 0]
+    np.testing.assert_allclose(wt, ((a > 0).astype(float) * 2 + (c > 0)) / 3, atol=1e-6)
+    disagreement = np.asarray(nib.load(out / "disagreement.nii.gz").dataobj)
+    assert disagreement.max() == pytest.approx(0.9183, abs=1e-4) and disagreement[0, 0, 0] == 0
+    assert record["volumes_ml"]["WT"] == pytest.approx(64 * VOXEL_ML)
+    assert record["volumes_ml"]["ET"] == pytest.approx(8 * VOXEL_ML)
+    assert [f["flag"] for f in record["flags"]] == ["tiny_segmentation", "low_agreement"]
+    assert record["inputs"]["member_c"]["sha256"] == sha256_file(subject["members"]["c"])
+    assert record["outputs"]["votes"]["path"] == "votes.nii.gz"
+    saved = json.loads((out / "report.json").read_text())
+    assert saved["agreement"]["ET"]["mean_pairwise_dice"] == pytest.approx(1 / 3, abs=1e-4)  # c has no ET
+
+
+def test_flags_fire_where_they_should():
+    clean = {"WT": 20.0, "TC": 5.0, "ET": 2.0}
+    agree = {"WT": {"mean_pairwise_dice": 0.95}}
+    params = QCParams()
+    assert flags(clean, agree, 3, 0.0, 0.5, params) == []
+    empty = flags({"WT": 0.0, "ET": 0.0}, agree, 3, 0.0, 0.0, params)
+    assert [f["flag"] for f in empty] == ["empty_segmentation"]
+    raised = flags({"WT": 20.0, "ET": 0.0}, {"WT": {"mean_pairwise_dice": 0.5}}, 3, 0.1, 30.0, params)
+    assert [f["flag"] for f in raised] == ["no_enhancing_tumour", "low_agreement", "tumour_outside_brain",
+                                           "mask_at_border"]
+    assert "10.0 % of the whole tumour lies outside the brain mask" in raised[2]["reason"]
+    # One member agrees with itself: no agreement flag.
+    assert flags(clean, {"WT": {"mean_pairwise_dice": 0.0}}, 1, 0.0, 0.0, params) == []
+    mask = np.zeros((5, 5, 5), bool)
+    mask[1:4, 1:4, 1:4] = True
+    assert border_contact_cm2(mask, (2.0, 2.0, 3.0)) == 0
+    mask[1:4, 1:3, 4] = True  # 6 voxels of 2 × 2 mm on the last z face
+    assert border_contact_cm2(mask, (2.0, 2.0, 3.0)) == pytest.approx(0.24)
+
+
+def test_report_refuses_a_member_on_another_grid(subject, tmp_path):
+    affine = AFFINE.copy()
+    affine[0, 3] += 5.0
+    labels = np.asarray(nib.load(subject["members"]["c"]).dataobj)
+    moved = save_image(label_image(labels, affine), tmp_path / "moved.nii.gz")
+    with pytest.raises(InputError, match="not on the fused segmentation's grid .*: member c"):
+        report_subject(subject["fused"], {**subject["members"], "c": moved}, subject["brain"], tmp_path / "out")
+    assert not (tmp_path / "out" / "report.json").exists()
+
+
+def test_cli_report_and_cohort_tables(subject, tmp_path):
+    records = []
+    for sid in ("s1", "s2"):
+        out = tmp_path / sid / "report"
+        members = [str(p) for p in subject["members"].values()]
+        assert main(["report", "--subject", sid, "--segmentation", str(subject["fused"]), "--members", *members,
+                     "--brain-mask", str(subject["brain"]), "--out", str(out), "--min-tumour-ml", "0.1",
+                     "--min-agreement", "0.9"]) == 0
+        records.append(str(out / "report.json"))
+    volumes_csv, qc_tsv = tmp_path / "volumes.csv", tmp_path / "qc.tsv"
+    assert main(["report-cohort", "--volumes", str(volumes_csv), "--qc", str(qc_tsv), *records]) == 0
+    volumes = pd.read_csv(volumes_csv)
+    assert list(volumes["subject"]) == ["s1", "s2"]
+    assert volumes.loc[0, "WT_ml"] == pytest.approx(0.512) and volumes.loc[0, "brain_ml"] == pytest.approx(21.95)
+    qc = pd.read_csv(qc_tsv, sep="\t")
+    assert list(qc["flags"]) == ["low_agreement", "low_agreement"]
+    assert qc.loc[0, "members"] == 3 and qc.loc[0, "WT_mean_pairwise_dice"] == pytest.approx(0.8333)

@@ -1,0 +1,190 @@
+"""The report step's data: how much the ensemble agrees, voxel by voxel and per region, and QC flags computed from
+the subject's results, each with its reason and threshold (`QCParams`, config `report:`).
+
+Uncertainty: for each nested region (WT, TC, ET) the vote fraction of the members (0: none says tumour, 1: all do)
+and its binary entropy in bits (0 unanimous, 1 split evenly); the disagreement map is the largest of the three
+entropies. Per region: the members' mean pairwise Dice (1 with one member) and the disputed volume (voxels some
+but not all members put in the region).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from itertools import combinations
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from .errors import InputError
+from .io import label_data, require_same_grid
+from .labels import DEFAULT_CONVENTION, REGION_DEPTH, REGIONS, SUMMARY_REGIONS, region_mask, to_depth
+from .paths import StepFiles
+
+
+@dataclass(frozen=True)
+class QCParams:
+    # A fused whole tumour smaller than this (mL) is flagged as tiny.
+    min_tumour_ml: float = 1.0
+    # The members' mean pairwise Dice of the whole tumour below this is flagged as low agreement.
+    min_agreement: float = 0.8
+    # A larger share of the fused whole tumour outside the brain mask is flagged.
+    max_outside_brain: float = 0.02
+    # The brain mask meeting a face of the grid over more than this (cm²) is flagged: the grid cuts the brain. The
+    # MNI152 mask's brainstem meets the inferior face over 0.4 cm² (0.5 cm² on the tests' 3 mm grid).
+    max_border_contact_cm2: float = 2.0
+
+
+def vote_fractions(depths: np.ndarray) -> np.ndarray:
+    """Members' depth maps (K, ...) -> the share of members voting for each region, (3, ...) float32 in
+    REGIONS order."""
+    return np.stack([(depths >= REGION_DEPTH[r]).mean(axis=0, dtype=np.float32) for r in REGIONS])
+
+
+def binary_entropy(fraction: np.ndarray) -> np.ndarray:
+    """Entropy in bits of a yes/no vote split `fraction` : 1 - `fraction`."""
+    p = np.clip(fraction.astype(np.float64), 0.0, 1.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        terms = -(p * np.log2(p)) - ((1 - p) * np.log2(1 - p))
+    return np.nan_to_num(terms, nan=0.0).astype(np.float32)
+
+
+def agreement(depths: np.ndarray, voxel_ml: float) -> dict[str, dict[str, float]]:
+    """Per region: the members' mean pairwise Dice (both empty count 1) and the disputed volume in mL."""
+    out = {}
+    for region in REGIONS:
+        masks = depths >= REGION_DEPTH[region]
+        dices = []
+        for a, b in combinations(range(len(masks)), 2):
+            size = int(masks[a].sum()) + int(masks[b].sum())
+            dices.append(1.0 if size == 0 else 2.0 * int((masks[a] & masks[b]).sum()) / size)
+        votes = masks.sum(axis=0)
+        disputed = int(np.count_nonzero((votes > 0) & (votes < len(masks))))
+        out[region] = {"mean_pairwise_dice": round(float(np.mean(dices)) if dices else 1.0, 4),
+                       "disputed_ml": round(disputed * voxel_ml, 3)}
+    return out
+
+
+def region_volumes(labels: np.ndarray, voxel_ml: float, convention: str) -> dict[str, float]:
+    return {region: round(float(np.count_nonzero(region_mask(labels, region, convention))) * voxel_ml, 3)
+            for region in SUMMARY_REGIONS}
+
+
+def border_contact_cm2(mask: np.ndarray, spacing_mm) -> float:
+    """The largest area (cm²) over which the mask meets one face of its grid."""
+    return max(float(np.count_nonzero(np.take(mask, index, axis=axis))) * float(np.prod(np.delete(spacing_mm, axis)))
+               / 100 for axis in range(mask.ndim) for index in (0, -1))
+
+
+def flags(volumes_ml: dict[str, float], agreement_by_region: dict, members: int, outside_brain: float,
+          border_contact: float, params: QCParams) -> list[dict[str, str]]:
+    """The QC flags that fire, each {"flag", "reason"}; an empty list is a clean subject."""
+    raised = []
+
+    def flag(name: str, reason: str) -> None:
+        raised.append({"flag": name, "reason": reason})
+
+    whole = volumes_ml["WT"]
+    if whole == 0:
+        flag("empty_segmentation", "the fused segmentation holds no tumour")
+    elif whole < params.min_tumour_ml:
+        flag("tiny_segmentation", f"whole tumour {whole:g} mL < report.min_tumour_ml {params.min_tumour_ml:g}")
+    if whole > 0 and volumes_ml["ET"] == 0:
+        flag("no_enhancing_tumour", "a tumour without enhancing tumour (ET 0 mL)")
+    dice = agreement_by_region["WT"]["mean_pairwise_dice"]
+    if members > 1 and dice < params.min_agreement:
+        flag("low_agreement", f"members' mean pairwise Dice of the whole tumour {dice:.3f} < report.min_agreement "
+                              f"{params.min_agreement:g}")
+    if outside_brain > params.max_outside_brain:
+        flag("tumour_outside_brain", f"{100 * outside_brain:.1f} % of the whole tumour lies outside the brain mask "
+                                     f"(report.max_outside_brain {100 * params.max_outside_brain:g} %)")
+    if border_contact > params.max_border_contact_cm2:
+        flag("mask_at_border", f"the brain mask meets a face of the image over {border_contact:.1f} cm² "
+                               f"(report.max_border_contact_cm2 {params.max_border_contact_cm2:g}): part of the "
+                               f"brain may be cut off")
+    return raised
+
+
+def report_subject(segmentation: str | Path, members: dict[str, str | Path], brain_mask: str | Path,
+                   out_dir: str | Path, *, convention: str = DEFAULT_CONVENTION, params: QCParams = QCParams(),
+                   subject: str | None = None) -> dict:
+    """Write the subject's vote fractions, disagreement map and record (volumes, agreement, flags)."""
+    from .step import StepRun
+
+    files = StepFiles(out_dir, "report")
+    run = StepRun("report", subject, files.record, parameters={"convention": convention, **asdict(params)})
+    if not members:
+        raise InputError("the report needs the ensemble's member label maps", subject=subject)
+    with run.phase("load"):
+        fused, fused_img, _ = label_data(segmentation, subject=subject)
+        fused = np.asarray(fused)
+        to_depth(fused, convention, subject=subject, file=segmentation)
+        depths = []
+        for name, path in members.items():
+            data, img, _ = label_data(path, subject=subject)
+            require_same_grid(img, fused_img, "the fused segmentation's grid", why=f"member {name}",
+                              subject=subject, file=path)
+            depths.append(to_depth(data, convention, subject=subject, file=path))
+        depths = np.stack(depths)
+        brain_data, brain_img, _ = label_data(brain_mask, subject=subject)
+        require_same_grid(brain_img, fused_img, "the fused segmentation's grid", why="the brain mask",
+                          subject=subject, file=brain_mask)
+        brain = np.asarray(brain_data) > 0
+    run.add_inputs({"segmentation": segmentation, "brain_mask": brain_mask,
+                    **{f"member_{name}": path for name, path in members.items()}})
+    voxel_ml = float(np.prod(fused_img.header.get_zooms()[:3])) / 1000
+    with run.phase("uncertainty"):
+        votes = vote_fractions(depths)
+        disagreement = np.max([binary_entropy(v) for v in votes], axis=0)
+        by_region = agreement(depths, voxel_ml)
+    volumes = region_volumes(fused, voxel_ml, convention)
+    tumour = region_mask(fused, "WT", convention)
+    outside = float(np.count_nonzero(tumour & ~brain)) / max(int(np.count_nonzero(tumour)), 1)
+    contact = border_contact_cm2(brain, fused_img.header.get_zooms()[:3])
+    raised = flags(volumes, by_region, len(members), outside, contact, params)
+    with run.phase("write"):
+        run.save_image("votes", _float_image(np.moveaxis(votes, 0, -1), fused_img), files.votes)
+        run.save_image("disagreement", _float_image(disagreement, fused_img), files.disagreement)
+    return run.finish(
+        members=list(members),
+        volumes_ml={**volumes, "brain": round(float(np.count_nonzero(brain)) * voxel_ml, 2)},
+        agreement=by_region,
+        tumour_outside_brain=round(outside, 4),
+        mask_border_contact_cm2=round(contact, 2),
+        flags=raised,
+        maps={"votes": f"4-D, one volume per region in the order {list(REGIONS)}: the members' vote fraction",
+              "disagreement": "the largest binary entropy (bits) of the three regions' votes"},
+    )
+
+
+def _float_image(data: np.ndarray, reference: nib.Nifti1Image) -> nib.Nifti1Image:
+    img = nib.Nifti1Image(data.astype(np.float32), reference.affine)
+    img.set_data_dtype(np.float32)
+    img.header.set_xyzt_units("mm")
+    return img
+
+
+def cohort_tables(records: list[str | Path]) -> tuple["pd.DataFrame", "pd.DataFrame"]:
+    """From the subjects' report records: volumes (one row per subject, mL of each region and of the brain) and
+    QC (one row per subject: flags, agreement, disputed volume, tumour outside the brain)."""
+    import json
+
+    import pandas as pd
+
+    from .step import check_record
+
+    volumes, qc = [], []
+    for path in records:
+        record = check_record(json.loads(Path(path).read_text()), path)
+        subject = record["subject"]
+        volumes.append({"subject": subject, **{f"{k}_ml": v for k, v in record["volumes_ml"].items()},
+                        "flags": len(record["flags"])})
+        qc.append({"subject": subject, "flags": ";".join(f["flag"] for f in record["flags"]),
+                   "members": len(record["members"]),
+                   **{f"{region}_mean_pairwise_dice": record["agreement"][region]["mean_pairwise_dice"]
+                      for region in REGIONS},
+                   **{f"{region}_disputed_ml": record["agreement"][region]["disputed_ml"] for region in REGIONS},
+                   "tumour_outside_brain": record["tumour_outside_brain"],
+                   "mask_border_contact_cm2": record["mask_border_contact_cm2"],
+                   "reasons": " | ".join(f["reason"] for f in record["flags"])})
+    return pd.DataFrame(volumes), pd.DataFrame(qc)
