@@ -75,59 +75,34 @@ def _sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def test_end_to_end_with_a_bad_subject_under_keep_going(tmp_path, tiny_atlas):
+def test_the_demo_cohort_is_made_for_a_sheet_that_names_it_and_a_bad_subject_fails_alone(tmp_path):
+    """A sheet naming demo files that do not exist yet: the demo rule makes them, the good subjects ingest, and the
+    bad subject's ingest fails with every problem named (tests/workflow/test_reliability.py has one subject per kind
+    of bad input, and the later steps under --keep-going)."""
     demo = tmp_path / "demo"
     broken = tmp_path / "broken.nii.gz"
     broken.write_bytes(b"\x1f\x8b\x08\x00garbage")
-    rows = ["subject_id\tt1\tt1c\tt2\tflair"]
-    for sid in ("sub-001", "sub-002"):
-        rows.append("\t".join([sid, *(str(bids_image_path(demo, sid, m)) for m in ("t1", "t1c", "t2", "flair"))]))
-    good = [str(bids_image_path(demo, "sub-001", m)) for m in ("t1", "t1c", "t2")]
-    rows.append("\t".join(["bad", *good[:2], str(broken), str(tmp_path / "absent.nii.gz")]))
+    rows = [["subject_id", *MODALITIES]]
+    rows += [[sid, *(str(bids_image_path(demo, sid, m)) for m in MODALITIES)] for sid in ("sub-001", "sub-002")]
+    rows.append(["bad", *rows[1][1:3], str(broken), str(tmp_path / "absent.nii.gz")])
     sheet = tmp_path / "subjects.tsv"
-    sheet.write_text("\n".join(rows) + "\n")
-    config = _write_config(tmp_path, tiny_atlas, samples=str(sheet),
-                           to_native={"images": ["coregister/flair"], "spaces": ["t1c"]}, deface={"enabled": True})
+    sheet.write_text("\n".join("\t".join(row) for row in rows) + "\n")
+    config = _write_config(tmp_path, samples=str(sheet))
+    targets = [str(paths.step_image(tmp_path / "results", sid, "ingest", m))
+               for sid in ("sub-001", "sub-002", "bad") for m in MODALITIES]
 
-    result = snakemake("--cores", "2", "--configfile", str(config), "--keep-going", check=False)
+    result = snakemake(*targets, "--cores", "2", "--configfile", str(config), "--keep-going", check=False)
     assert result.returncode != 0, "the bad subject fails the run"
     results = tmp_path / "results"
     for sid in ("sub-001", "sub-002"):
-        for name in ("t1", "t1c", "t2", "flair"):
+        assert TruthFiles(demo, sid).labels.is_file()
+        for name in MODALITIES:
             assert (results / sid / "ingest" / f"{name}.nii.gz").is_file()
         assert (results / sid / "benchmarks" / "ingest.tsv").is_file()
-        for name in ("t1.nii.gz", "flair.nii.gz", "coregister.json", "transforms/flair-to-t1c.mat"):
-            assert (results / sid / "coregister" / name).is_file()
-        for name in ("brain_mask.nii.gz", "t1c.nii.gz", "flair.nii.gz", "skullstrip.json"):
-            assert (results / sid / "skullstrip" / name).is_file()
-    assert not (results / "bad" / "ingest" / "t1.nii.gz").exists()
+    assert not list((results / "bad" / "ingest").glob("*"))
     log = (results / "bad" / "logs" / "ingest.log").read_text()
     assert f"subject bad: T2 {broken}: " in log
     assert f"FLAIR {tmp_path / 'absent.nii.gz'}: file does not exist" in log
-    assert TruthFiles(demo, "sub-002").labels.is_file()
-    for sid in ("sub-001", "sub-002"):
-        assert (results / sid / "native" / "coregister-flair_space-t1c.nii.gz").is_file()
-        for name in ("t1", "flair"):
-            # Defaced native images: the same grid as the ingested image, some of the head removed.
-            ingested = nib.load(results / sid / "ingest" / f"{name}.nii.gz")
-            defaced = nib.load(results / sid / "deface" / f"{name}.nii.gz")
-            assert defaced.shape == ingested.shape and np.allclose(defaced.affine, ingested.affine)
-            assert 0 < np.count_nonzero(ingested.get_fdata()) - np.count_nonzero(defaced.get_fdata())
-
-    # The same cohort as a BIDS tree ingests to byte-identical images (every later step is bitwise reproducible
-    # from them: tests/workflow/test_reliability.py); a rerun has nothing to do.
-    bids_results = tmp_path / "bids_results"
-    bids_config = _write_config(tmp_path, tiny_atlas, bids=str(demo), results=str(bids_results))
-    ingest_targets = [str(paths.cohort_file(bids_results, "ingest.tsv"))]
-    snakemake(*ingest_targets, "--cores", "2", "--configfile", str(bids_config))
-    for sid in ("sub-001", "sub-002"):
-        for name in MODALITIES:
-            assert _sha(paths.step_image(bids_results, sid, "ingest", name)) == \
-                _sha(paths.step_image(results, sid, "ingest", name))
-    table = paths.cohort_file(bids_results, "ingest.tsv").read_text().splitlines()
-    assert len(table) == 1 + 2 * 4
-    rerun = snakemake(*ingest_targets, "--cores", "2", "--configfile", str(bids_config))
-    assert "Nothing to be done" in rerun.stdout + rerun.stderr
 
 
 def test_bad_sheet_stops_before_any_job(tmp_path):
@@ -151,11 +126,8 @@ def _tiny_ensemble(tiny_members) -> dict:
     return {"segment": {"members": members}, "fuse": {"method": "mean"}, "threads": {"segment": 1}}
 
 
-def test_segmentation_members_and_fusion_in_the_dag(tmp_path, tiny_cohort, tiny_atlas, tiny_members):
-    config = _write_config(tmp_path, tiny_atlas, **_tiny_ensemble(tiny_members),
-                           samples=str(tiny_cohort / "subjects.tsv"))
-    snakemake("--cores", "2", "--configfile", str(config))
-    results = tmp_path / "results"
+def test_segmentation_members_and_fusion_in_the_dag(tiny_ensemble_run, tiny_members):
+    results = tiny_ensemble_run
     for sid in ("sub-001", "sub-002"):
         segment_dir = results / sid / "segment"
         for name in ("tiny_labels", "tiny_regions"):

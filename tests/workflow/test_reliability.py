@@ -63,6 +63,9 @@ class Workspace:
             # Not the default demo ensemble (1 mm models, relative to the repository): these runs stop at
             # skull stripping.
             "segment": {"members": []},
+            # The optional outputs on: defaced native images and an atlas-space image mapped back to T1c.
+            "deface": {"enabled": True},
+            "to_native": {"images": ["coregister/flair"], "spaces": ["t1c"]},
         }))
 
     def command(self, *extra: str) -> list[str]:
@@ -133,6 +136,30 @@ def test_a_clean_run_writes_only_results_and_caches(reference, tiny_cohort):
                                                     "sha256": hashlib.sha256(source.read_bytes()).hexdigest()}
         assert gathered["software"]["antspyx"] and gathered["software"]["bratsflow_git_commit"] is not None
         assert gathered["containers"]["used"] is False and "coregister" in gathered["containers"]["images"]
+        assert (ws.results / sid / "native" / "coregister-flair_space-t1c.nii.gz").is_file()
+        for name in ("t1", "flair"):
+            # Defaced native images: the same grid as the ingested image, some of the head removed.
+            ingested = nib.load(ws.results / sid / "ingest" / f"{name}.nii.gz")
+            defaced = nib.load(ws.results / sid / "deface" / f"{name}.nii.gz")
+            assert defaced.shape == ingested.shape and np.allclose(defaced.affine, ingested.affine)
+            assert 0 < np.count_nonzero(ingested.get_fdata()) - np.count_nonzero(defaced.get_fdata())
+
+
+def test_a_bids_tree_ingests_to_the_same_images(reference, tiny_cohort, tiny_atlas, tmp_path):
+    """The same subjects read from the BIDS tree instead of a sheet ingest to byte-identical images (every later
+    step is bitwise reproducible from them: the killed-and-resumed test); a rerun has nothing to do."""
+    ws = Workspace(tmp_path)
+    ws.write([], tiny_atlas)
+    config = yaml.safe_load(ws.config.read_text())
+    ws.config.write_text(yaml.safe_dump({**config, "samples": "", "bids": str(tiny_cohort)}))
+    target = str(ws.results / "cohort" / "ingest.tsv")
+    ws.run(target)
+    for sid in GOOD:
+        for name in MODALITIES:
+            ingested = ws.results / sid / "ingest" / f"{name}.nii.gz"
+            assert ingested.read_bytes() == (reference["ws"].results / sid / "ingest" / f"{name}.nii.gz").read_bytes()
+    assert len(ws.results.joinpath("cohort", "ingest.tsv").read_text().splitlines()) == 1 + 3 * 4
+    assert "Nothing to be done" in (lambda r: r.stdout + r.stderr)(ws.run(target))
 
 
 def _process_group(pgid: int) -> list[int]:
@@ -195,14 +222,14 @@ def test_a_killed_run_resumes_to_the_same_results(reference, tiny_cohort, tiny_a
           f"({jobs}); an uninterrupted run took {reference['seconds']:.1f} s; {report.checked} files identical")
 
 
-def _bad_inputs(cohort: Path, folder: Path, sheet: Path) -> tuple[list[list[str]], dict[str, str]]:
+def _bad_inputs(cohort: Path, folder: Path, sheet: Path) -> tuple[list[list[str]], dict[str, str], dict[str, str]]:
     """Subjects that each carry one kind of bad input (the other images are sub-003's good ones): their sample
-    sheet rows and the message each one's failing job must print."""
+    sheet rows, the message each one's failing job must start with, and what else it must say for some."""
     folder.mkdir()
     good = {m: bids_image_path(cohort, "sub-003", m) for m in MODALITIES}
     flair = nib.load(good["flair"])
     data = np.asarray(flair.dataobj)
-    rows, expected = [], {}
+    rows, expected, also_expected = [], {}, {}
 
     def case(sid: str, image: str | Path, message: str, modality: str = "flair") -> None:
         rows.append([sid, *(str(image) if m == modality else str(good[m]) for m in MODALITIES)])
@@ -213,9 +240,13 @@ def _bad_inputs(cohort: Path, folder: Path, sheet: Path) -> tuple[list[list[str]
         return folder / name
 
     case("bad-missing", folder / "absent.nii.gz", f"FLAIR {folder / 'absent.nii.gz'}: file does not exist")
-    case("bad-empty-cell", "", f"T1c: no T1c image given in the sample sheet {sheet}", modality="t1c")
+    # Every problem of a subject in one message, not the first one only.
     truncated = folder / "truncated.nii.gz"
     truncated.write_bytes(good["t2"].read_bytes()[:4000])
+    rows.append(["bad-two-images", str(good["t1"]), str(good["t1c"]), str(truncated), str(folder / "absent.nii.gz")])
+    expected["bad-two-images"] = f"T2 {truncated}: corrupt or truncated gzip stream ("
+    also_expected["bad-two-images"] = f"; FLAIR {folder / 'absent.nii.gz'}: file does not exist"
+    case("bad-empty-cell", "", f"T1c: no T1c image given in the sample sheet {sheet}", modality="t1c")
     case("bad-gzip", truncated, f"T2 {truncated}: corrupt or truncated gzip stream (", modality="t2")
     plain = saved("plain.nii", flair)
     plain.write_bytes(plain.read_bytes()[: plain.stat().st_size // 2])
@@ -260,14 +291,14 @@ def _bad_inputs(cohort: Path, folder: Path, sheet: Path) -> tuple[list[list[str]
     flipped = saved("flipped.nii.gz", nib.Nifti1Image(np.asarray(upright.dataobj)[:, :, ::-1], upright.affine))
     case("bad-flipped", flipped, "FLAIR, file {results}/bad-flipped/ingest/flair.nii.gz: registration to t1c "
                                  "failed its checks")
-    return rows, expected
+    return rows, expected, also_expected
 
 
 def test_bad_inputs_fail_alone_with_clear_messages_and_good_results_stay(reference, tiny_cohort, tiny_atlas):
     """The reference folder grows by one good subject and one subject per kind of bad input, under --keep-going."""
     ws = reference["ws"]
     before = snapshot(ws.results)
-    rows, expected = _bad_inputs(tiny_cohort, ws.root / "bad", ws.sheet)
+    rows, expected, also_expected = _bad_inputs(tiny_cohort, ws.root / "bad", ws.sheet)
     ws.write(good_rows(tiny_cohort, (*GOOD, "sub-003")) + rows, tiny_atlas)
     result = ws.run("--keep-going", check=False)
     assert result.returncode != 0
@@ -282,8 +313,9 @@ def test_bad_inputs_fail_alone_with_clear_messages_and_good_results_stay(referen
                   if line.startswith(f"bratsflow {step}: error: ")]
         prefix = f"bratsflow {step}: error: subject {sid}" + (", " if step == "coregister" else ": ")
         assert len(errors) == 1 and errors[0].startswith(prefix + message.format(results=results)), (sid, errors)
+        assert also_expected.get(sid, "") in errors[0], (sid, errors)
         assert not list((results / sid).glob(f"{step}/*")), f"{sid}: the failed step leaves no output"
-    assert len(expected) == 15
+    assert len(expected) == 16
 
     # Nothing the reference run wrote was touched (same bytes, same times), and the only new results are those
     # of the new subject and the flipped subject's ingest.

@@ -12,7 +12,6 @@ import os
 import re
 import shutil
 import subprocess
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -87,35 +86,26 @@ def _slurm_jobs(run_id: str, since: datetime, logdir: Path) -> list[tuple[str, s
 
 
 def test_cohort_through_slurm_fails_the_bad_subject_and_equals_a_local_run(
-    tmp_path, tiny_cohort, tiny_atlas, tiny_members, slurm_cluster
+    tmp_path, tiny_cohort, tiny_atlas, tiny_members, tiny_ensemble_run, slurm_cluster
 ):
     good = [[sid, *(str(paths.bids_image_path(tiny_cohort, sid, m)) for m in MODALITIES)]
             for sid in ("sub-001", "sub-002")]
     broken = tmp_path / "broken.nii.gz"
     broken.write_bytes(b"\x1f\x8b\x08\x00garbage")
     bad = ["bad", *good[0][1:3], str(broken), str(tmp_path / "absent.nii.gz")]
-    runs = {}
-    for name, rows in (("slurm", [*good, bad]), ("local", good)):
-        (tmp_path / name).mkdir()
-        runs[name] = _write_config(tmp_path / name, tiny_atlas, samples=str(_sheet(tmp_path / f"{name}.tsv", rows)),
-                                   **_tiny_ensemble(tiny_members))
+    slurm_config = _write_config(tmp_path, tiny_atlas, samples=str(_sheet(tmp_path / "subjects.tsv", [*good, bad])),
+                                 **_tiny_ensemble(tiny_members))
     logdir = tmp_path / "slurm_logs"
     since = datetime.now() - timedelta(minutes=1)
-
-    slurm_args = [
-        "--executor", "slurm", "--workflow-profile", "config/profiles/slurm", "--configfile", str(runs["slurm"]),
+    slurm_run = snakemake(
+        "--executor", "slurm", "--workflow-profile", "config/profiles/slurm", "--configfile", str(slurm_config),
         # The test node has 2 CPUs, fewer than the profile gives co-registration and radiomics; outputs do not
         # depend on it.
         "--set-threads", "coregister=1", "skullstrip=1", "radiomics=1",
         "--slurm-init-seconds-before-status-checks", "2",
         "--slurm-logdir", str(logdir), "--slurm-keep-successful-logs",
-    ]
-    local_args = ["--workflow-profile", "config/profiles/local", "--configfile", str(runs["local"])]
-    # Side by side: the local run uses the cores while the SLURM run waits for its status checks.
-    with ThreadPoolExecutor(2) as pool:
-        slurm_future = pool.submit(snakemake, *slurm_args, check=False, timeout=900)
-        local_future = pool.submit(snakemake, *local_args, timeout=900)
-        slurm_run, _ = slurm_future.result(), local_future.result()
+        check=False, timeout=900,
+    )
     out = slurm_run.stdout + slurm_run.stderr
     assert slurm_run.returncode != 0, "the bad subject fails the SLURM run"
 
@@ -135,7 +125,7 @@ def test_cohort_through_slurm_fails_the_bad_subject_and_equals_a_local_run(
     assert len(jobs) == 14, jobs
     assert "Error in group prep" in out
 
-    slurm_results, local_results = tmp_path / "slurm" / "results", tmp_path / "local" / "results"
+    slurm_results, local_results = tmp_path / "results", tiny_ensemble_run
     for sid in ("sub-001", "sub-002"):
         digests = _image_digests(slurm_results, sid)
         assert {f"{sid}/skullstrip/brain_mask.nii.gz", f"{sid}/coregister/transforms/flair-to-t1c.mat",
