@@ -42,6 +42,12 @@ REGION_MEMBERS: dict[str, tuple[str, ...]] = {
 }
 REGIONS: tuple[str, ...] = tuple(REGION_MEMBERS)
 SUBREGIONS: tuple[str, ...] = ("NETC", "SNFH", "ET")
+# What each sub-region is, for legends.
+SUBREGION_NAMES: dict[str, str] = {
+    "NETC": "non-enhancing tumour core",
+    "SNFH": "surrounding FLAIR hyperintensity",
+    "ET": "enhancing tumour",
+}
 BACKGROUND = "background"
 # Every region a tumour is summarised over (radiomics): the nested regions, then the sub-regions not among them.
 SUMMARY_REGIONS: tuple[str, ...] = (*REGIONS, *(name for name in SUBREGIONS if name not in REGIONS))

@@ -10,6 +10,8 @@ COHORT = "cohort"
 LOGS = "logs"
 BENCHMARKS = "benchmarks"
 MANIFEST = "manifest.tsv"
+# The report step's QC figures, RESULTS/<subject>/report/<name>.png (bratsflow.figures draws them).
+FIGURES = ("overview", "brain_mask", "registration", "members")
 
 
 class StepFiles:
@@ -68,6 +70,12 @@ class StepFiles:
     def disagreement(self) -> Path:
         """The report's disagreement map (entropy of the members' votes, bits)."""
         return self.folder / "disagreement.nii.gz"
+
+    def figure(self, name: str) -> Path:
+        """One of the report's QC figures (FIGURES)."""
+        if name not in FIGURES:
+            raise ValueError(f"unknown figure {name!r}; the report draws {FIGURES}")
+        return self.folder / f"{name}.png"
 
     def features(self, suffix: str = ".parquet") -> Path:
         """A subject's tidy feature table (`.parquet` or `.csv`)."""

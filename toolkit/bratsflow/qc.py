@@ -9,6 +9,7 @@ but not all members put in the region).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from itertools import combinations
 from pathlib import Path
@@ -33,6 +34,16 @@ class QCParams:
     # The brain mask meeting a face of the grid over more than this (cm²) is flagged: the grid cuts the brain. The
     # MNI152 mask's brainstem meets the inferior face over 0.4 cm² (0.5 cm² on the tests' 3 mm grid).
     max_border_contact_cm2: float = 2.0
+
+
+@dataclass(frozen=True)
+class ReportImages:
+    """What the report's figures are drawn on: skull stripping's and co-registration's atlas-space images (by
+    modality), and the atlas of the co-registration (bratsflow.atlas.load_atlas)."""
+    stripped: Mapping[str, str | Path]
+    coregistered: Mapping[str, str | Path]
+    atlas: str = "mni152"
+    atlas_mask: str | None = None
 
 
 def vote_fractions(depths: np.ndarray) -> np.ndarray:
@@ -107,8 +118,9 @@ def flags(volumes_ml: dict[str, float], agreement_by_region: dict, members: int,
 
 def report_subject(segmentation: str | Path, members: dict[str, str | Path], brain_mask: str | Path,
                    out_dir: str | Path, *, convention: str = DEFAULT_CONVENTION, params: QCParams = QCParams(),
-                   subject: str | None = None) -> dict:
-    """Write the subject's vote fractions, disagreement map and record (volumes, agreement, flags)."""
+                   images: ReportImages | None = None, subject: str | None = None) -> dict:
+    """Write the subject's vote fractions, disagreement map and record (volumes, agreement, flags), and with
+    `images` the QC figures (paths.FIGURES)."""
     from .step import StepRun
 
     files = StepFiles(out_dir, "report")
@@ -119,13 +131,14 @@ def report_subject(segmentation: str | Path, members: dict[str, str | Path], bra
         fused, fused_img, _ = label_data(segmentation, subject=subject)
         fused = np.asarray(fused)
         to_depth(fused, convention, subject=subject, file=segmentation)
-        depths = []
+        member_labels = {}
         for name, path in members.items():
             data, img, _ = label_data(path, subject=subject)
             require_same_grid(img, fused_img, "the fused segmentation's grid", why=f"member {name}",
                               subject=subject, file=path)
-            depths.append(to_depth(data, convention, subject=subject, file=path))
-        depths = np.stack(depths)
+            member_labels[name] = np.asarray(data)
+        depths = np.stack([to_depth(data, convention, subject=subject, file=members[name])
+                           for name, data in member_labels.items()])
         brain_data, brain_img, _ = label_data(brain_mask, subject=subject)
         require_same_grid(brain_img, fused_img, "the fused segmentation's grid", why="the brain mask",
                           subject=subject, file=brain_mask)
@@ -145,6 +158,9 @@ def report_subject(segmentation: str | Path, members: dict[str, str | Path], bra
     with run.phase("write"):
         run.save_image("votes", _float_image(np.moveaxis(votes, 0, -1), fused_img), files.votes)
         run.save_image("disagreement", _float_image(disagreement, fused_img), files.disagreement)
+    if images is not None:
+        with run.phase("figures"):
+            _figures(run, files, images, fused_img, fused, member_labels, brain, disagreement, convention)
     return run.finish(
         members=list(members),
         volumes_ml={**volumes, "brain": round(float(np.count_nonzero(brain)) * voxel_ml, 2)},
@@ -155,6 +171,37 @@ def report_subject(segmentation: str | Path, members: dict[str, str | Path], bra
         maps={"votes": f"4-D, one volume per region in the order {list(REGIONS)}: the members' vote fraction",
               "disagreement": "the largest binary entropy (bits) of the three regions' votes"},
     )
+
+
+def _figures(run, files: StepFiles, images: ReportImages, grid: nib.Nifti1Image, fused: np.ndarray,
+             members: dict[str, np.ndarray], brain: np.ndarray, disagreement: np.ndarray, convention: str) -> None:
+    """Load the images and the atlas brain (on the fused segmentation's grid), draw the figures and save them."""
+    from .atlas import load_atlas
+    from .figures import PALETTE, SubjectData, report_figures
+    from .io import check_image, load_image
+
+    def volumes(paths: Mapping[str, str | Path], kind: str) -> dict[str, np.ndarray]:
+        out = {}
+        for modality, path in paths.items():
+            img = check_image(load_image(path), subject=run.subject, file=path, spacing_range_mm=None)
+            require_same_grid(img, grid, "the fused segmentation's grid", why=f"the {kind} {modality} image",
+                              subject=run.subject, file=path)
+            out[modality] = np.asarray(img.dataobj, dtype=np.float32)
+        return out
+
+    stripped, coregistered = volumes(images.stripped, "skull-stripped"), volumes(images.coregistered, "co-registered")
+    run.add_inputs({**{f"stripped_{m}": p for m, p in images.stripped.items()},
+                    **{f"coregistered_{m}": p for m, p in images.coregistered.items()}})
+    atlas = load_atlas(images.atlas, images.atlas_mask)
+    require_same_grid(atlas.image, grid, f"the grid of atlas {atlas.name}", why="the report outlines the atlas brain "
+                      "on the atlas-space images", subject=run.subject)
+    run.add_atlas(atlas.name, source=atlas.source, sha256=atlas.sha256)
+    # A template without a mask is a brain-only one (the BraTS SRI24): its support is the brain.
+    atlas_brain = np.asarray((atlas.image if atlas.mask is None else atlas.mask).dataobj) > 0
+    data = SubjectData(grid.affine, stripped, coregistered, brain, atlas_brain, fused, members, disagreement,
+                       convention, run.subject or "")
+    for name, figure in report_figures(data):
+        run.save_figure(name, figure, files.figure(name), PALETTE)
 
 
 def _float_image(data: np.ndarray, reference: nib.Nifti1Image) -> nib.Nifti1Image:

@@ -52,7 +52,7 @@ STEPS = (
     Step("segment", "segment"),
     Step("fuse", "fuse"),
     Step("radiomics", "radiomics"),
-    Step("report", "fuse"),
+    Step("report", "coregister"),
 )
 STEP_IMAGES = {step.name: step.image for step in STEPS}
 

@@ -619,10 +619,11 @@ def resample_native_to_atlas(root: str | Path, sid: str, order: int = 1) -> dict
 
 
 def montage(root: str | Path, sid: str, out: str | Path) -> Path:
-    from .report import overlay_montage
+    from .figures import overlay_montage
 
     truth = load_truth(root, sid)
-    labels = np.asarray(nib.load(TruthFiles(root, sid).labels).dataobj)
+    reference = nib.load(TruthFiles(root, sid).labels)
     images = resample_native_to_atlas(root, sid)
-    return overlay_montage(images, labels, out, convention=truth["label_convention"],
+    return overlay_montage(images, np.asarray(reference.dataobj), out, convention=truth["label_convention"],
+                           affine=reference.affine,
                            title=f"{sid}: native images through the true transforms, atlas-space truth")

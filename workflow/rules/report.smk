@@ -1,4 +1,5 @@
-# The report: each subject's ensemble uncertainty maps and QC flags, and the cohort's volume and QC tables.
+# The report: each subject's ensemble uncertainty maps, QC flags and QC figures, and the cohort's volume and QC
+# tables. The figures go into `snakemake --report` too, one caption each (workflow/report/<figure>.rst).
 REPORT = config["report"]
 REPORT_FILES = step_files("report")
 
@@ -8,15 +9,36 @@ rule report:
         segmentation=str(step_files("fuse").segmentation),
         members=[str(SEGMENT_FILES.member(m)) for m in FUSE_MEMBERS],
         brain_mask=str(step_files("skullstrip").brain_mask),
+        # The figures' images: skull-stripped (beside the brain mask) and co-registered (skull on).
+        stripped=list(step_images("skullstrip").values()),
+        coregistered=list(step_images("coregister").values()),
     output:
         votes=str(REPORT_FILES.votes),
         disagreement=str(REPORT_FILES.disagreement),
         record=str(REPORT_FILES.record),
+        **{
+            name: report(
+                str(REPORT_FILES.figure(name)),
+                category="QC figures",
+                subcategory="{subject}",
+                caption=f"../report/{name}.rst",
+                labels={"subject": "{subject}", "figure": name},
+            )
+            for name in paths.FIGURES
+        },
     params:
         out=lambda wc, output: Path(output.record).parent,
         names=FUSE_MEMBERS,
         convention=config["convention"],
         thresholds=" ".join(f"--{key.replace('_', '-')} {value}" for key, value in REPORT.items()),
+        skullstrip_dir=lambda wc, input: Path(input.brain_mask).parent,
+        coregister_dir=lambda wc, input: Path(input.coregistered[0]).parent,
+        atlas=config["coregister"]["atlas"],
+        atlas_mask=(
+            f"--atlas-mask {config['coregister']['atlas_mask']}"
+            if config["coregister"]["atlas_mask"]
+            else ""
+        ),
     log:
         step_log("report"),
     benchmark:
@@ -30,7 +52,9 @@ rule report:
     shell:
         "bratsflow report --subject {wildcards.subject} --segmentation {input.segmentation}"
         " --members {input.members} --names {params.names} --brain-mask {input.brain_mask}"
-        " --convention {params.convention} {params.thresholds} --out {params.out} > {log} 2>&1"
+        " --convention {params.convention} {params.thresholds} --skullstrip-dir {params.skullstrip_dir}"
+        " --coregister-dir {params.coregister_dir} --atlas {params.atlas} {params.atlas_mask}"
+        " --out {params.out} > {log} 2>&1"
 
 
 rule report_cohort:
@@ -58,6 +82,7 @@ if FUSE_MEMBERS:
     deliver(
         REPORT_FILES.votes,
         REPORT_FILES.disagreement,
+        [REPORT_FILES.figure(name) for name in paths.FIGURES],
         paths.cohort_file(RESULTS, "volumes.csv"),
         paths.cohort_file(RESULTS, "qc.tsv"),
         records=[REPORT_FILES.record],

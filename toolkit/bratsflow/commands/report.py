@@ -1,5 +1,5 @@
-"""`bratsflow report` (one subject's ensemble uncertainty and QC flags) and `bratsflow report-cohort` (the cohort's
-volume and QC tables)."""
+"""`bratsflow report` (one subject's ensemble uncertainty, QC flags and QC figures) and `bratsflow report-cohort` (the
+cohort's volume and QC tables)."""
 
 from __future__ import annotations
 
@@ -8,18 +8,24 @@ from dataclasses import fields
 from pathlib import Path
 
 from ..labels import CONVENTIONS, DEFAULT_CONVENTION
-from ..qc import QCParams
+from ..qc import QCParams, ReportImages
 
 
 def add_commands(commands) -> None:
     defaults = QCParams()
-    report = commands.add_parser("report", help="ensemble uncertainty maps and QC flags of one subject")
+    report = commands.add_parser("report", help="ensemble uncertainty maps, QC flags and QC figures of one subject")
     report.add_argument("--segmentation", type=Path, required=True, help="the fused segmentation")
     report.add_argument("--members", type=Path, nargs="+", required=True, metavar="SEG",
                         help="the members' label maps")
     report.add_argument("--names", nargs="+", metavar="NAME", help="member names (default: the file names)")
     report.add_argument("--brain-mask", type=Path, required=True, help="skull stripping's brain mask")
     report.add_argument("--convention", choices=sorted(CONVENTIONS), default=DEFAULT_CONVENTION)
+    figures = report.add_argument_group("QC figures", "drawn when both image folders are given")
+    figures.add_argument("--skullstrip-dir", type=Path, help="skull stripping's folder (its atlas-space images)")
+    figures.add_argument("--coregister-dir", type=Path, help="co-registration's folder (its atlas-space images)")
+    figures.add_argument("--atlas", default=ReportImages.atlas, help="the co-registration's atlas (mni152, sri24 "
+                         f"or a NIfTI path; default {ReportImages.atlas})")
+    figures.add_argument("--atlas-mask", default=ReportImages.atlas_mask, help="brain mask of an atlas file")
     report.add_argument("--out", type=Path, required=True, help="output folder")
     report.add_argument("--subject", help="subject id, for messages and records")
     for field in fields(QCParams):
@@ -42,9 +48,22 @@ def run_report(args: argparse.Namespace) -> None:
     names = args.names or [path.name.removesuffix(".nii.gz") for path in args.members]
     if len(names) != len(args.members):
         raise ConfigError(f"{len(names)} names for {len(args.members)} members")
+    if (args.skullstrip_dir is None) != (args.coregister_dir is None):
+        raise ConfigError("the figures need both --skullstrip-dir and --coregister-dir")
     params = QCParams(**{field.name: getattr(args, field.name) for field in fields(QCParams)})
     report_subject(args.segmentation, dict(zip(names, args.members)), args.brain_mask, args.out,
-                   convention=args.convention, params=params, subject=args.subject)
+                   convention=args.convention, params=params, images=_images(args), subject=args.subject)
+
+
+def _images(args: argparse.Namespace) -> ReportImages | None:
+    from ..modalities import MODALITIES
+    from ..paths import StepFiles
+
+    if args.skullstrip_dir is None:
+        return None
+    stripped, coregistered = StepFiles(args.skullstrip_dir, "skullstrip"), StepFiles(args.coregister_dir, "coregister")
+    return ReportImages({m: stripped.image(m) for m in MODALITIES}, {m: coregistered.image(m) for m in MODALITIES},
+                        atlas=args.atlas, atlas_mask=args.atlas_mask or None)
 
 
 def run_report_cohort(args: argparse.Namespace) -> None:
