@@ -37,8 +37,8 @@ rule report_cohort:
     input:
         expand(str(REPORT_FILES.record), subject=SUBJECTS),
     output:
-        volumes=str(paths.cohort_file(RESULTS, "volumes.csv")),
-        qc=str(paths.cohort_file(RESULTS, "qc.tsv")),
+        volumes=str(paths.cohort_volumes(RESULTS)),
+        qc=str(paths.cohort_qc(RESULTS)),
     log:
         step_log("report_cohort", paths.COHORT),
     benchmark:
@@ -58,7 +58,7 @@ if FUSE_MEMBERS:
     deliver(
         REPORT_FILES.votes,
         REPORT_FILES.disagreement,
-        paths.cohort_file(RESULTS, "volumes.csv"),
-        paths.cohort_file(RESULTS, "qc.tsv"),
+        paths.cohort_volumes(RESULTS),
+        paths.cohort_qc(RESULTS),
         records=[REPORT_FILES.record],
     )
