@@ -93,6 +93,18 @@ def test_radiomics_plot_when_the_cohort_table_exists(results, tmp_path):
     wide.write_text("subject,tumour,WT_original_shape_Sphericity,ET_t1c_original_firstorder_Mean\n"
                     "sub-001,True,0.6,1.2\nsub-002,True,0.7,\n")
     written = build(copy, ["sub-001", "sub-002"])
-    assert paths.report_plot(copy, "radiomics") in written
+    assert [p for p in written if p.suffix == ".png"] == [paths.report_plot(copy, n) for n in paths.REPORT_PLOTS]
     index = paths.report_index(copy).read_text()
     assert 'src="radiomics.png"' in index and index.count("<tr data-subject=") == 2
+
+
+def test_headline_features_fall_back_to_the_tables_first_features():
+    import pandas as pd
+
+    from bratsflow.cohort_report import headline_features
+
+    known = pd.DataFrame({"subject": ["a", "b"], "tumour": [True, True], "WT_original_shape_Sphericity": [0.5, 0.6]})
+    assert headline_features(known) == {"WT sphericity": {"": [0.5, 0.6]}}
+    other = pd.DataFrame({"subject": ["a"], "tumour": [True], "WT_t2_log_glcm_Contrast": [3.0]})
+    assert headline_features(other) == {"WT_t2_log_glcm_Contrast": {"": [3.0]}}
+    assert headline_features(other[["subject"]]) == {"no radiomic features": {}}

@@ -52,6 +52,8 @@ def test_default_dry_run_plans_the_demo_cohort(tmp_path):
         assert out.count(f"rule segment_{member}:") == 3
     assert out.count("rule fuse:") == 3 and out.count("rule radiomics:") == 3
     assert out.count("rule cohort_table:") == 1
+    # The HTML cohort report closes the run, after every subject's report record and provenance.
+    assert out.count("rule report_html:") == 1 and "report/subjects/sub-003.html" in out
 
 
 def _write_config(tmp_path: Path, tiny_atlas=None, **extra) -> Path:

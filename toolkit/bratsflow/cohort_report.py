@@ -283,12 +283,21 @@ def cohort_plots(subjects: list[Subject], features: "pd.DataFrame | None", site:
                               limits=(0, 1.02), line=min_agreement),
                   "The ensemble members' agreement per region, one dot per subject"
                   + ("; dashed: report.min_agreement (applies to WT)." if min_agreement is not None else "."))]
-    headline = {label: {"": features[column].dropna().tolist()} for column, label in HEADLINE_FEATURES.items()
-                if features is not None and column in features.columns}
-    if headline:
-        plots.append(Plot(_strip_plot(headline, paths.report_plot(site.parent, "radiomics")),
+    if features is not None:
+        plots.append(Plot(_strip_plot(headline_features(features), paths.report_plot(site.parent, "radiomics")),
                           "Headline radiomic features (cohort/features_wide.csv), one dot per subject."))
     return plots
+
+
+def headline_features(features: "pd.DataFrame") -> dict[str, dict[str, list[float]]]:
+    """HEADLINE_FEATURES that the wide table has, else its first few feature columns (other radiomics
+    parameters), as plot panels."""
+    chosen = {label: column for column, label in HEADLINE_FEATURES.items() if column in features.columns}
+    if not chosen:
+        numeric = [c for c in features.select_dtypes("number").columns if c != "tumour"]
+        chosen = {c: c for c in numeric[:len(HEADLINE_FEATURES)]}
+    return {label: {"": features[column].dropna().tolist()} for label, column in chosen.items()} or {
+        "no radiomic features": {}}
 
 
 def _strip_plot(panels: dict[str, dict[str, list[float]]], out: Path, *, limits=None, line=None) -> Path:

@@ -8,6 +8,8 @@ from pathlib import Path
 COHORT = "cohort"
 # The cohort's HTML report, RESULTS/report/: index.html, the cohort plots, subjects/<subject>.html.
 REPORT_SITE = "report"
+# Its plots: volumes and agreement per region, and headline radiomic features (with the radiomics table).
+REPORT_PLOTS = ("volumes", "agreement", "radiomics")
 # Per-subject (and cohort) folders of run-specific files: job logs and Snakemake's timing benchmarks.
 LOGS = "logs"
 BENCHMARKS = "benchmarks"

@@ -103,3 +103,10 @@ def deliver(*targets, records=()):
 def subject_records(wildcards):
     """The records of every step the configuration runs for a subject."""
     return expand(SUBJECT_RECORDS, subject=wildcards.subject)
+
+
+def delivered_figures(step):
+    """The PNG files that the run delivers in the subjects' folders of `step`, so that a page showing them waits
+    for them. Called when the DAG is built, after every rule file has declared its results."""
+    folders = {str(step_files(step, subject).folder) for subject in SUBJECTS}
+    return [target for target in FINAL_TARGETS if target.endswith(".png") and str(Path(target).parent) in folders]

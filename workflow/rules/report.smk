@@ -1,4 +1,5 @@
-# The report: each subject's ensemble uncertainty maps and QC flags, and the cohort's volume and QC tables.
+# The report: each subject's ensemble uncertainty maps and QC flags, the cohort's volume and QC tables, and the
+# cohort's HTML report (RESULTS/report/).
 REPORT = config["report"]
 REPORT_FILES = step_files("report")
 
@@ -53,6 +54,35 @@ rule report_cohort:
         "bratsflow report-cohort --volumes {output.volumes} --qc {output.qc} {input} > {log} 2>&1"
 
 
+rule report_html:
+    input:
+        records=expand(str(REPORT_FILES.record), subject=SUBJECTS),
+        provenance=expand(str(paths.provenance_file(RESULTS, "{subject}")), subject=SUBJECTS),
+        volumes=str(paths.cohort_volumes(RESULTS)),
+        qc=str(paths.cohort_qc(RESULTS)),
+        features=str(paths.cohort_features(RESULTS, wide=True)),
+        figures=lambda wc: delivered_figures("report"),
+    output:
+        index=str(paths.report_index(RESULTS)),
+        pages=expand(str(paths.report_page(RESULTS, "{subject}")), subject=SUBJECTS),
+        plots=[str(paths.report_plot(RESULTS, name)) for name in paths.REPORT_PLOTS],
+    params:
+        results=lambda wc, output: Path(output.index).parent.parent,
+        subjects=" ".join(SUBJECTS),
+    log:
+        step_log("report_html", paths.COHORT),
+    benchmark:
+        step_benchmark("report_html", paths.COHORT)
+    threads: 1
+    resources:
+        mem_mb=lambda wc, attempt: 2000 * attempt,
+        runtime=10,
+    container:
+        config["containers"]["report"]
+    shell:
+        "bratsflow report-html {params.results} --subjects {params.subjects} > {log} 2>&1"
+
+
 if FUSE_MEMBERS:
 
     deliver(
@@ -60,5 +90,8 @@ if FUSE_MEMBERS:
         REPORT_FILES.disagreement,
         paths.cohort_volumes(RESULTS),
         paths.cohort_qc(RESULTS),
+        paths.report_index(RESULTS),
+        paths.report_page(RESULTS, "{subject}"),
+        [paths.report_plot(RESULTS, name) for name in paths.REPORT_PLOTS],
         records=[REPORT_FILES.record],
     )
