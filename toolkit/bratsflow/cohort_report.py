@@ -168,8 +168,8 @@ def index_page(subjects: list[Subject], plots: list[Plot], tables: list[Path], s
             '<label>Filter <input id="filter" type="search" placeholder="subject or flag"></label>'
             '<label><input id="flagged" type="checkbox"> flagged only</label>'
             f'<span id="count">{len(subjects)} of {len(subjects)} shown</span></div>\n'
-            f'<table id="subjects" class="data"><thead><tr>{"".join(header)}</tr></thead>\n'
-            f'<tbody>\n{"".join(rows)}</tbody></table></section>\n'
+            f'<div class="scroll"><table id="subjects" class="data"><thead><tr>{"".join(header)}</tr></thead>\n'
+            f'<tbody>\n{"".join(rows)}</tbody></table></div></section>\n'
             f'<section><h2>Cohort</h2><div class="plots">{figures}</div></section>')
     return _page("bratsflow cohort report", body, INDEX_SCRIPT)
 
@@ -366,7 +366,9 @@ table { border-collapse: collapse; margin: .3rem 0; }
 th, td { border-bottom: 1px solid var(--line); padding: .3rem .6rem; text-align: left; vertical-align: top; }
 table.data td:not(:first-child):not(:last-child), table.data th:not(:first-child):not(:last-child)
   { text-align: right; font-variant-numeric: tabular-nums; }
-table.data { width: 100%; }
+.scroll { max-height: 70vh; overflow: auto; border-bottom: 1px solid var(--line); }
+table.data { width: 100%; margin: 0; }
+table.data td:not(:last-child) { white-space: nowrap; }
 table.data th { cursor: pointer; user-select: none; white-space: nowrap; background: #f7fafc; position: sticky;
                 top: 0; }
 table.data th[aria-sort=ascending]::after { content: " ▲"; }
