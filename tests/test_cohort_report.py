@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import shutil
+from dataclasses import replace
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -108,3 +109,21 @@ def test_headline_features_fall_back_to_the_tables_first_features():
     other = pd.DataFrame({"subject": ["a"], "tumour": [True], "WT_t2_log_glcm_Contrast": [3.0]})
     assert headline_features(other) == {"WT_t2_log_glcm_Contrast": {"": [3.0]}}
     assert headline_features(other[["subject"]]) == {"no radiomic features": {}}
+
+
+def test_provenance_shows_files_by_name_only(results):
+    from bratsflow.cohort_report import load_subject, subject_page
+
+    subject = load_subject(results, "sub-001")
+    record = {**subject.record, "parameters": {"params": {"file": "/site/config/radiomics.yaml", "sha256": "ab"},
+                                               "atlas": "/data/atlases/sri24.nii.gz", "inputs": "auto"}}
+    provenance = {**subject.provenance,
+                  "inputs": {"t1": {"path": "/data/P001/t1.nii.gz", "format": "nifti", "sha256": "c0ffee"}},
+                  "models": {"m1": {"model": "/models/m1", "checkpoints": {"0": "beef"}}},
+                  "atlases": {"mni152": {"source": "/opt/nilearn/mni.nii.gz", "sha256": "f00d"}},
+                  "steps": {"coregister/coregister": record}}
+    page = subject_page(replace(subject, provenance=provenance), paths.report_page(results, subject.id))
+    for shown in ("t1.nii.gz", "c0ffee", "m1", "beef", "mni.nii.gz", "f00d", "radiomics.yaml", "sri24.nii.gz"):
+        assert shown in page
+    for folder in ("/data/", "/models/", "/opt/", "/site/"):
+        assert folder not in page

@@ -38,8 +38,9 @@ HEADLINE_FEATURES = {
 }
 # Software versions that can differ between identical runs on different hosts are left off the pages.
 HOST_KEYS = ("platform",)
-# Record values naming a file: shown by file name only, so the pages do not depend on where results lie.
-PATH_KEYS = ("path", "model", "source")
+# Record values naming a file (and every absolute path): shown by file name only, so the pages do not depend on
+# where the results, models or atlases lie.
+PATH_KEYS = ("path", "model", "source", "file")
 
 
 @dataclass(frozen=True)
@@ -85,7 +86,7 @@ def load_subject(results: str | Path, subject: str) -> Subject:
 
 def report_subjects(results: str | Path) -> list[str]:
     """The subjects under RESULTS with a report record, sorted."""
-    return sorted(p.parent.parent.name for p in Path(results).glob("*/report/report.json"))
+    return sorted(p.parent.parent.name for p in Path(results).glob(str(paths.step_record("", "*", "report"))))
 
 
 def load_features(results: str | Path) -> "pd.DataFrame | None":
@@ -108,13 +109,25 @@ def _href(path: Path, start: Path) -> str:
 
 
 def _shown(key: str, value) -> str:
+    """A record value as text: files by name only (also inside nested values), JSON for nested values."""
+    value = _without_folders(key, value)
     if value is None:
         return "–"
-    if key in PATH_KEYS and isinstance(value, str) and "://" not in value:
-        return PurePosixPath(value.replace("\\", "/")).name
     if isinstance(value, (dict, list)):
-        return json.dumps(value, sort_keys=True)
+        return json.dumps(value, sort_keys=True, ensure_ascii=False)
     return str(value)
+
+
+def _without_folders(key: str, value):
+    if isinstance(value, dict):
+        return {k: _without_folders(k, v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_folders(key, v) for v in value]
+    if isinstance(value, str) and "://" not in value:
+        path = PurePosixPath(value)
+        if key in PATH_KEYS or path.is_absolute():
+            return path.name
+    return value
 
 
 def _table(header: list[str], rows: list[list[str]], cls: str = "") -> str:
