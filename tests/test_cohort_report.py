@@ -86,6 +86,12 @@ def test_the_report_moves_with_the_results_and_rebuilds_bit_for_bit(results, tmp
         assert (results / relative).read_bytes() == (moved / relative).read_bytes(), relative
 
 
+def test_a_subject_without_a_report_record_is_a_user_error(results, capsys):
+    assert main(["report-html", str(results), "--subjects", "sub-001", "sub-404"]) == 2
+    error = capsys.readouterr().err
+    assert "sub-404" in error and "run the report step first" in error
+
+
 def test_radiomics_plot_when_the_cohort_table_exists(results, tmp_path):
     copy = tmp_path / "with_features"
     shutil.copytree(results, copy)
@@ -122,7 +128,8 @@ def test_provenance_shows_files_by_name_only(results):
                   "models": {"m1": {"model": "/models/m1", "checkpoints": {"0": "beef"}}},
                   "atlases": {"mni152": {"source": "/opt/nilearn/mni.nii.gz", "sha256": "f00d"}},
                   "steps": {"coregister/coregister": record}}
-    page = subject_page(replace(subject, provenance=provenance), paths.report_page(results, subject.id))
+    page = subject_page(replace(subject, provenance=provenance), paths.report_page(results, subject.id),
+                        paths.report_index(results))
     for shown in ("t1.nii.gz", "c0ffee", "m1", "beef", "mni.nii.gz", "f00d", "radiomics.yaml", "sri24.nii.gz"):
         assert shown in page
     for folder in ("/data/", "/models/", "/opt/", "/site/"):

@@ -17,6 +17,7 @@ from pathlib import Path, PurePosixPath
 from urllib.parse import quote
 
 from . import paths
+from .errors import InputError
 from .io import atomic_write
 from .labels import REGIONS
 from .step import check_record
@@ -77,6 +78,8 @@ def figure_order(files: list[Path]) -> list[Path]:
 
 def load_subject(results: str | Path, subject: str) -> Subject:
     record_path = paths.step_record(results, subject, "report")
+    if not record_path.is_file():
+        raise InputError("no report record (run the report step first)", subject=subject, file=record_path)
     record = check_record(json.loads(record_path.read_text()), record_path, subject)
     provenance_path = paths.provenance_file(results, subject)
     provenance = json.loads(provenance_path.read_text()) if provenance_path.is_file() else None
@@ -206,8 +209,9 @@ def _index_row(subject: Subject, volumes: list[str], site: Path) -> str:
 # ---------------------------------------------------------------------------------------------------------------
 # The subject pages.
 
-def subject_page(subject: Subject, page: Path) -> str:
-    """subjects/<subject>.html: figures, flags with their reasons and thresholds, agreement, provenance."""
+def subject_page(subject: Subject, page: Path, index: Path) -> str:
+    """subjects/<subject>.html (at `page`, linking back to `index`): figures, flags with their reasons and
+    thresholds, agreement, provenance."""
     record = subject.record
     here = page.parent
     figures = "".join(
@@ -226,8 +230,7 @@ def subject_page(subject: Subject, page: Path) -> str:
     members = ", ".join(escape(m) for m in record["members"])
     checks = (f"Tumour outside the brain mask: {100 * record['tumour_outside_brain']:.1f} %. "
               f"Brain mask at the grid's border: {record['mask_border_contact_cm2']:.2f} cm².")
-    index = _href(page.parent.parent / "index.html", here)
-    body = (f'<header><p><a href="{index}">← cohort</a></p><h1>{escape(subject.id)}</h1>'
+    body = (f'<header><p><a href="{_href(index, here)}">← cohort</a></p><h1>{escape(subject.id)}</h1>'
             f'<p>Label convention {escape(str(record["parameters"].get("convention", "–")))}; '
             f"{len(record['members'])} ensemble members: {members}.</p></header>\n"
             f'<section class="columns"><div><h2>QC flags</h2>{flags}<p>{checks}</p><h3>Thresholds</h3>{thresholds}'
@@ -360,7 +363,7 @@ def build(results: str | Path, subjects: list[str] | None = None) -> list[Path]:
     pages = {index: index_page(loaded, plots, tables, index.parent)}
     for subject in loaded:
         page = paths.report_page(results, subject.id)
-        pages[page] = subject_page(subject, page)
+        pages[page] = subject_page(subject, page, index)
     for path, text in pages.items():
         with atomic_write(path) as tmp:
             tmp.write_bytes(text.encode("utf-8"))
