@@ -71,3 +71,21 @@ def tiny_members(tiny_cohort, tmp_path_factory):
     for folder in (label_model, region_model):
         models.write_manifest(folder, folder.name, source="tests")
     return {"labels": label_model, "regions": region_model}
+
+
+@pytest.fixture(scope="session")
+def tiny_ensemble_run(tiny_cohort, tiny_atlas, tiny_members, tmp_path_factory) -> Path:
+    """Two tiny subjects through every step with the two-member tiny ensemble, run once with the local profile:
+    the DAG test checks its outputs and the SLURM test compares its cluster run with it (its results folder)."""
+    from bratsflow.modalities import MODALITIES
+    from bratsflow.paths import bids_image_path
+    from workflow_helpers import snakemake, tiny_ensemble, write_config
+
+    folder = tmp_path_factory.mktemp("tiny_ensemble")
+    rows = [["subject_id", *MODALITIES]]
+    rows += [[sid, *(str(bids_image_path(tiny_cohort, sid, m)) for m in MODALITIES)] for sid in ("sub-001", "sub-002")]
+    sheet = folder / "subjects.tsv"
+    sheet.write_text("\n".join("\t".join(row) for row in rows) + "\n")
+    config = write_config(folder, tiny_atlas, **tiny_ensemble(tiny_members), samples=str(sheet))
+    snakemake("--workflow-profile", "config/profiles/local", "--configfile", str(config), timeout=900)
+    return folder / "results"

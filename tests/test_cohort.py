@@ -32,7 +32,8 @@ def test_empty_cell_is_a_per_subject_problem(tmp_path):
     assert s2.image("t1c").name == "b"
 
 
-@pytest.mark.parametrize("bad_id", ["../etc", "a/b", "with space", "..", ".hidden", "cohort", "a..b", "x" * 65])
+@pytest.mark.parametrize("bad_id", ["../etc", "a/b", "with space", "..", ".hidden", "cohort", "report", "a..b",
+                                    "x" * 65])
 def test_bad_subject_ids_are_rejected(tmp_path, bad_id):
     sheet = _sheet(tmp_path, f"{bad_id}\ta\tb\tc\td\n")
     with pytest.raises(ConfigError, match="subject id"):

@@ -4,35 +4,18 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pytest
-import yaml
 
 from bratsflow import paths
 from bratsflow.modalities import MODALITIES
 from bratsflow.paths import TruthFiles, bids_image_path
+from workflow_helpers import snakemake, write_config
 
-REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.workflow
-
-
-def snakemake(*args: str, check: bool = True, timeout: float | None = None) -> subprocess.CompletedProcess:
-    # The rules call the `bratsflow` command: put this interpreter's scripts first on the PATH.
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
-    snakemake_bin = shutil.which("snakemake", path=env["PATH"])
-    assert snakemake_bin, "snakemake is not installed"
-    result = subprocess.run([snakemake_bin, "--nolock", *args], cwd=REPO, capture_output=True, text=True, env=env,
-                            timeout=timeout)
-    if check and result.returncode != 0:
-        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
-    return result
 
 
 def test_lint_is_clean():
@@ -52,23 +35,8 @@ def test_default_dry_run_plans_the_demo_cohort(tmp_path):
         assert out.count(f"rule segment_{member}:") == 3
     assert out.count("rule fuse:") == 3 and out.count("rule radiomics:") == 3
     assert out.count("rule cohort_table:") == 1
-
-
-def _write_config(tmp_path: Path, tiny_atlas=None, **extra) -> Path:
-    config = {
-        "results": str(tmp_path / "results"),
-        "demo": {"root": str(tmp_path / "demo"), "subjects": 2, "seed": 7, "resolution_mm": 3.0},
-        "ingest": {"spacing_range_mm": [0.2, 16.0]},
-        # The demo ensemble (the default members) is for 1 mm subjects: the tiny cohort stops at skull stripping
-        # unless a test names its own members.
-        "segment": {"members": []},
-        **extra,
-    }
-    if tiny_atlas:
-        config["coregister"] = {"atlas": str(tiny_atlas[0]), "atlas_mask": str(tiny_atlas[1])}
-    path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
+    # The HTML cohort report closes the run, after every subject's report record and provenance.
+    assert out.count("rule report_html:") == 1 and "report/subjects/sub-003.html" in out
 
 
 def _sha(path: Path) -> str:
@@ -87,7 +55,7 @@ def test_the_demo_cohort_is_made_for_a_sheet_that_names_it_and_a_bad_subject_fai
     rows.append(["bad", *rows[1][1:3], str(broken), str(tmp_path / "absent.nii.gz")])
     sheet = tmp_path / "subjects.tsv"
     sheet.write_text("\n".join("\t".join(row) for row in rows) + "\n")
-    config = _write_config(tmp_path, samples=str(sheet))
+    config = write_config(tmp_path, samples=str(sheet))
     targets = [str(paths.step_image(tmp_path / "results", sid, "ingest", m))
                for sid in ("sub-001", "sub-002", "bad") for m in MODALITIES]
 
@@ -108,22 +76,15 @@ def test_the_demo_cohort_is_made_for_a_sheet_that_names_it_and_a_bad_subject_fai
 def test_bad_sheet_stops_before_any_job(tmp_path):
     sheet = tmp_path / "subjects.tsv"
     sheet.write_text("subject_id\tt1\tt1c\tt2\tflair\na/b\tx\tx\tx\tx\n")
-    result = snakemake("-n", "--configfile", str(_write_config(tmp_path, samples=str(sheet))), check=False)
+    result = snakemake("-n", "--configfile", str(write_config(tmp_path, samples=str(sheet))), check=False)
     assert result.returncode != 0
     assert "subject id 'a/b' (row 2) is not allowed" in result.stdout + result.stderr
 
 
 def test_config_outside_the_schema_is_refused(tmp_path):
-    result = snakemake("-n", "--configfile", str(_write_config(tmp_path, convention="brats2019")), check=False)
+    result = snakemake("-n", "--configfile", str(write_config(tmp_path, convention="brats2019")), check=False)
     assert result.returncode != 0
     assert "brats2019" in result.stdout + result.stderr
-
-
-def _tiny_ensemble(tiny_members) -> dict:
-    """Config keys of a two-member ensemble of the tiny nnU-Net models, fused by weighted mean."""
-    members = [{"name": "tiny_labels", "model": str(tiny_members["labels"])},
-               {"name": "tiny_regions", "model": str(tiny_members["regions"]), "weight": 2.0}]
-    return {"segment": {"members": members}, "fuse": {"method": "mean"}, "threads": {"segment": 1}}
 
 
 def test_segmentation_members_and_fusion_in_the_dag(tiny_ensemble_run, tiny_members):

@@ -15,7 +15,7 @@ from scipy import ndimage as ndi
 from bratsflow import paths
 from bratsflow.fusion import fuse
 from bratsflow.io import label_image_like, save_image
-from test_dag import snakemake
+from workflow_helpers import snakemake
 
 pytestmark = pytest.mark.workflow
 # Label maps placed by the test stand in for the members' segment_<name> jobs (run with --allowed-rules fuse).

@@ -14,7 +14,7 @@ import yaml
 from bratsflow import paths, synth
 from bratsflow.cohort import MODALITIES
 from bratsflow.io import label_image_like, save_image
-from test_dag import snakemake
+from workflow_helpers import snakemake
 from test_fuse_rule import MEMBERS, _members
 
 pytestmark = pytest.mark.workflow

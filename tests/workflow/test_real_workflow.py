@@ -13,7 +13,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from test_dag import snakemake
+from workflow_helpers import snakemake
 
 REPO = Path(__file__).resolve().parents[2]
 REAL = REPO.parent / "shared" / "real"

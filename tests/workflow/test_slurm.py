@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 
 from bratsflow import paths
-from test_dag import _tiny_ensemble, _write_config, snakemake
+from workflow_helpers import snakemake, tiny_ensemble, write_config
 
 pytestmark = pytest.mark.workflow
 TEST_CLUSTER = "bratsflow"  # the ClusterName that .ci/slurm/start writes
@@ -93,8 +93,8 @@ def test_cohort_through_slurm_fails_the_bad_subject_and_equals_a_local_run(
     broken = tmp_path / "broken.nii.gz"
     broken.write_bytes(b"\x1f\x8b\x08\x00garbage")
     bad = ["bad", *good[0][1:3], str(broken), str(tmp_path / "absent.nii.gz")]
-    slurm_config = _write_config(tmp_path, tiny_atlas, samples=str(_sheet(tmp_path / "subjects.tsv", [*good, bad])),
-                                 **_tiny_ensemble(tiny_members))
+    slurm_config = write_config(tmp_path, tiny_atlas, samples=str(_sheet(tmp_path / "subjects.tsv", [*good, bad])),
+                                 **tiny_ensemble(tiny_members))
     logdir = tmp_path / "slurm_logs"
     since = datetime.now() - timedelta(minutes=1)
     slurm_run = snakemake(

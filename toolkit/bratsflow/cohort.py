@@ -20,9 +20,10 @@ import yaml
 
 from .errors import ConfigError, InputError
 from .modalities import MODALITIES, MODALITY_NAMES
-from .paths import COHORT
+from .paths import COHORT, REPORT_SITE
 
-RESERVED_IDS = {COHORT}
+# Top-level folders of RESULTS beside the subjects'.
+RESERVED_IDS = {COHORT, REPORT_SITE}
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 COHORT = "cohort"
+# The cohort's HTML report, RESULTS/report/: index.html, the cohort plots, subjects/<subject>.html.
+REPORT_SITE = "report"
+# Its plots: volumes and agreement per region, and headline radiomic features (with the radiomics table).
+REPORT_PLOTS = ("volumes", "agreement", "radiomics")
 # Per-subject (and cohort) folders of run-specific files: job logs and Snakemake's timing benchmarks.
 LOGS = "logs"
 BENCHMARKS = "benchmarks"
@@ -148,6 +152,31 @@ def radiomics_features(results: str | Path, subject: str, suffix: str = ".parque
 def cohort_features(results: str | Path, wide: bool = False) -> Path:
     """The cohort's radiomics tables: long (Parquet, one row per feature) or wide (CSV, one row per subject)."""
     return cohort_file(results, "features_wide.csv" if wide else "features.parquet")
+
+
+def cohort_volumes(results: str | Path) -> Path:
+    """The report's volume table, one row per subject."""
+    return cohort_file(results, "volumes.csv")
+
+
+def cohort_qc(results: str | Path) -> Path:
+    """The report's QC table, one row per subject."""
+    return cohort_file(results, "qc.tsv")
+
+
+def report_index(results: str | Path) -> Path:
+    """The cohort report's first page."""
+    return Path(results) / REPORT_SITE / "index.html"
+
+
+def report_page(results: str | Path, subject: str) -> Path:
+    """One subject's page of the cohort report."""
+    return Path(results) / REPORT_SITE / "subjects" / f"{subject}.html"
+
+
+def report_plot(results: str | Path, name: str) -> Path:
+    """A cohort plot of the cohort report."""
+    return Path(results) / REPORT_SITE / f"{name}.png"
 
 
 def provenance_file(results: str | Path, subject: str) -> Path:

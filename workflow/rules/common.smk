@@ -103,3 +103,4 @@ def deliver(*targets, records=()):
 def subject_records(wildcards):
     """The records of every step the configuration runs for a subject."""
     return expand(SUBJECT_RECORDS, subject=wildcards.subject)
+

@@ -1,5 +1,6 @@
-# The report: each subject's ensemble uncertainty maps, QC flags and QC figures, and the cohort's volume and QC
-# tables. The figures go into `snakemake --report` too, one caption each (workflow/report/<figure>.rst).
+# The report: each subject's ensemble uncertainty maps, QC flags and QC figures, the cohort's volume and QC
+# tables, and the cohort's HTML report (RESULTS/report/). The figures go into `snakemake --report` too, one
+# caption each (workflow/report/<figure>.rst).
 REPORT = config["report"]
 REPORT_FILES = step_files("report")
 
@@ -61,8 +62,8 @@ rule report_cohort:
     input:
         expand(str(REPORT_FILES.record), subject=SUBJECTS),
     output:
-        volumes=str(paths.cohort_file(RESULTS, "volumes.csv")),
-        qc=str(paths.cohort_file(RESULTS, "qc.tsv")),
+        volumes=str(paths.cohort_volumes(RESULTS)),
+        qc=str(paths.cohort_qc(RESULTS)),
     log:
         step_log("report_cohort", paths.COHORT),
     benchmark:
@@ -77,13 +78,45 @@ rule report_cohort:
         "bratsflow report-cohort --volumes {output.volumes} --qc {output.qc} {input} > {log} 2>&1"
 
 
+rule report_html:
+    input:
+        records=expand(str(REPORT_FILES.record), subject=SUBJECTS),
+        provenance=expand(str(paths.provenance_file(RESULTS, "{subject}")), subject=SUBJECTS),
+        volumes=str(paths.cohort_volumes(RESULTS)),
+        qc=str(paths.cohort_qc(RESULTS)),
+        features=str(paths.cohort_features(RESULTS, wide=True)),
+        figures=expand([str(REPORT_FILES.figure(name)) for name in paths.FIGURES], subject=SUBJECTS),
+    output:
+        index=str(paths.report_index(RESULTS)),
+        pages=expand(str(paths.report_page(RESULTS, "{subject}")), subject=SUBJECTS),
+        plots=[str(paths.report_plot(RESULTS, name)) for name in paths.REPORT_PLOTS],
+    params:
+        results=lambda wc, output: Path(output.index).parent.parent,
+        subjects=" ".join(SUBJECTS),
+    log:
+        step_log("report_html", paths.COHORT),
+    benchmark:
+        step_benchmark("report_html", paths.COHORT)
+    threads: 1
+    resources:
+        mem_mb=lambda wc, attempt: 2000 * attempt,
+        runtime=10,
+    container:
+        config["containers"]["report"]
+    shell:
+        "bratsflow report-html {params.results} --subjects {params.subjects} > {log} 2>&1"
+
+
 if FUSE_MEMBERS:
 
     deliver(
         REPORT_FILES.votes,
         REPORT_FILES.disagreement,
         [REPORT_FILES.figure(name) for name in paths.FIGURES],
-        paths.cohort_file(RESULTS, "volumes.csv"),
-        paths.cohort_file(RESULTS, "qc.tsv"),
+        paths.cohort_volumes(RESULTS),
+        paths.cohort_qc(RESULTS),
+        paths.report_index(RESULTS),
+        paths.report_page(RESULTS, "{subject}"),
+        [paths.report_plot(RESULTS, name) for name in paths.REPORT_PLOTS],
         records=[REPORT_FILES.record],
     )

@@ -1,5 +1,5 @@
-"""`bratsflow report` (one subject's ensemble uncertainty, QC flags and QC figures) and `bratsflow report-cohort` (the
-cohort's volume and QC tables)."""
+"""`bratsflow report` (one subject's ensemble uncertainty, QC flags and QC figures), `bratsflow report-cohort` (the
+cohort's volume and QC tables) and `bratsflow report-html` (the cohort's HTML report)."""
 
 from __future__ import annotations
 
@@ -40,6 +40,13 @@ def add_commands(commands) -> None:
     cohort.add_argument("--qc", type=Path, required=True, help="QC table, one row per subject (.tsv)")
     cohort.set_defaults(func=run_report_cohort)
 
+    site = commands.add_parser("report-html", help="the cohort's HTML report, RESULTS/report/index.html and a page "
+                                                   "per subject")
+    site.add_argument("results", type=Path, help="the results folder")
+    site.add_argument("--subjects", nargs="+", metavar="ID",
+                      help="subjects to show (default: every subject with a report record)")
+    site.set_defaults(func=run_report_html)
+
 
 def run_report(args: argparse.Namespace) -> None:
     from ..errors import ConfigError
@@ -73,3 +80,9 @@ def run_report_cohort(args: argparse.Namespace) -> None:
     volumes, qc = cohort_tables(args.records)
     save_table(volumes, args.volumes)
     save_table(qc, args.qc)
+
+
+def run_report_html(args: argparse.Namespace) -> None:
+    from ..cohort_report import build
+
+    build(args.results, args.subjects)
