@@ -213,7 +213,7 @@ def _bad_inputs(cohort: Path, folder: Path, sheet: Path) -> tuple[list[list[str]
         return folder / name
 
     case("bad-missing", folder / "absent.nii.gz", f"FLAIR {folder / 'absent.nii.gz'}: file does not exist")
-    case("bad-empty-cell", "", f"T1c: no T1c image given in the sample sheet {sheet}", modality="t1c")
+    case("bad-empty-cell", "", "T1c: no T1c image: column t1c of row ", modality="t1c")
     truncated = folder / "truncated.nii.gz"
     truncated.write_bytes(good["t2"].read_bytes()[:4000])
     case("bad-gzip", truncated, f"T2 {truncated}: corrupt or truncated gzip stream (", modality="t2")
