@@ -6,7 +6,7 @@ REPORT_FILES = step_files("report")
 rule report:
     input:
         segmentation=str(step_files("fuse").segmentation),
-        members=[str(SEGMENT_FILES.member(m)) for m in FUSE_MEMBERS],
+        members=lambda wc: member_files(wc.subject),
         brain_mask=str(step_files("skullstrip").brain_mask),
     output:
         votes=str(REPORT_FILES.votes),
@@ -14,7 +14,7 @@ rule report:
         record=str(REPORT_FILES.record),
     params:
         out=lambda wc, output: Path(output.record).parent,
-        names=FUSE_MEMBERS,
+        names=lambda wc: " ".join(subject_members(wc.subject)),
         convention=config["convention"],
         thresholds=" ".join(f"--{key.replace('_', '-')} {value}" for key, value in REPORT.items()),
     log:
