@@ -10,6 +10,7 @@ but not all members put in the region).
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from collections.abc import Sequence
 from itertools import combinations
 from pathlib import Path
 
@@ -107,8 +108,9 @@ def flags(volumes_ml: dict[str, float], agreement_by_region: dict, members: int,
 
 def report_subject(segmentation: str | Path, members: dict[str, str | Path], brain_mask: str | Path,
                    out_dir: str | Path, *, convention: str = DEFAULT_CONVENTION, params: QCParams = QCParams(),
-                   subject: str | None = None) -> dict:
-    """Write the subject's vote fractions, disagreement map and record (volumes, agreement, flags)."""
+                   subject: str | None = None, missing_modalities: Sequence[str] = ()) -> dict:
+    """Write the subject's vote fractions, disagreement map and record (volumes, agreement, flags);
+    `missing_modalities`: what the subject ran without (missing_modalities: run-available), recorded."""
     from .step import StepRun
 
     files = StepFiles(out_dir, "report")
@@ -147,6 +149,7 @@ def report_subject(segmentation: str | Path, members: dict[str, str | Path], bra
         run.save_image("disagreement", _float_image(disagreement, fused_img), files.disagreement)
     return run.finish(
         members=list(members),
+        missing_modalities=list(missing_modalities),
         volumes_ml={**volumes, "brain": round(float(np.count_nonzero(brain)) * voxel_ml, 2)},
         agreement=by_region,
         tumour_outside_brain=round(outside, 4),
@@ -181,6 +184,8 @@ def cohort_tables(records: list[str | Path]) -> tuple["pd.DataFrame", "pd.DataFr
                         "flags": len(record["flags"])})
         qc.append({"subject": subject, "flags": ";".join(f["flag"] for f in record["flags"]),
                    "members": len(record["members"]),
+                   # Records of reports written before the missing-modality policy lack the key.
+                   "missing_modalities": ",".join(record.get("missing_modalities", [])),
                    **{f"{region}_mean_pairwise_dice": record["agreement"][region]["mean_pairwise_dice"]
                       for region in REGIONS},
                    **{f"{region}_disputed_ml": record["agreement"][region]["disputed_ml"] for region in REGIONS},

@@ -15,6 +15,7 @@ rule report:
     params:
         out=lambda wc, output: Path(output.record).parent,
         names=lambda wc: " ".join(subject_members(wc.subject)),
+        missing=lambda wc: " ".join(absent(subject_modalities(wc.subject))),
         convention=config["convention"],
         thresholds=" ".join(f"--{key.replace('_', '-')} {value}" for key, value in REPORT.items()),
     log:
@@ -30,7 +31,8 @@ rule report:
     shell:
         "bratsflow report --subject {wildcards.subject} --segmentation {input.segmentation}"
         " --members {input.members} --names {params.names} --brain-mask {input.brain_mask}"
-        " --convention {params.convention} {params.thresholds} --out {params.out} > {log} 2>&1"
+        " --convention {params.convention} {params.thresholds} --missing-modalities {params.missing}"
+        " --out {params.out} > {log} 2>&1"
 
 
 rule report_cohort:

@@ -8,6 +8,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from ..labels import CONVENTIONS, DEFAULT_CONVENTION
+from ..modalities import MODALITIES
 from ..qc import QCParams
 
 
@@ -22,6 +23,8 @@ def add_commands(commands) -> None:
     report.add_argument("--convention", choices=sorted(CONVENTIONS), default=DEFAULT_CONVENTION)
     report.add_argument("--out", type=Path, required=True, help="output folder")
     report.add_argument("--subject", help="subject id, for messages and records")
+    report.add_argument("--missing-modalities", nargs="*", default=[], choices=MODALITIES, metavar="MODALITY",
+                        help="modalities the subject ran without (recorded; missing_modalities: run-available)")
     for field in fields(QCParams):
         default = getattr(defaults, field.name)
         report.add_argument(f"--{field.name.replace('_', '-')}", type=float, default=default,
@@ -44,7 +47,8 @@ def run_report(args: argparse.Namespace) -> None:
         raise ConfigError(f"{len(names)} names for {len(args.members)} members")
     params = QCParams(**{field.name: getattr(args, field.name) for field in fields(QCParams)})
     report_subject(args.segmentation, dict(zip(names, args.members)), args.brain_mask, args.out,
-                   convention=args.convention, params=params, subject=args.subject)
+                   convention=args.convention, params=params, subject=args.subject,
+                   missing_modalities=args.missing_modalities)
 
 
 def run_report_cohort(args: argparse.Namespace) -> None:
