@@ -72,15 +72,3 @@ def tiny_members(tiny_cohort, tmp_path_factory):
         models.write_manifest(folder, folder.name, source="tests")
     return {"labels": label_model, "regions": region_model}
 
-
-@pytest.fixture(scope="session")
-def tiny_member_without_flair(tiny_cohort, tmp_path_factory):
-    """A tiny label-based nnU-Net v2 member that reads T1, T1c and T2 only (missing_modalities tests)."""
-    from bratsflow import models
-    from nnunet_helpers import train_on_tiny_cohort
-
-    folder = train_on_tiny_cohort(tiny_cohort, tmp_path_factory.mktemp("tiny_member_without_flair") / "no_flair",
-                                  {"0": "T1", "1": "T1c", "2": "T2"},
-                                  label_names={"background": 0, "NETC": 1, "SNFH": 2, "ET": 3})
-    models.write_manifest(folder, folder.name, source="tests")
-    return folder

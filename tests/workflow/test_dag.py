@@ -183,10 +183,9 @@ def test_segmentation_members_and_fusion_in_the_dag(tmp_path, tiny_cohort, tiny_
         assert f"\n{name}\t" in listed
 
 
-def test_missing_flair_under_run_available_and_fail(tmp_path, tiny_cohort, tiny_atlas, tiny_members,
-                                                    tiny_member_without_flair):
+def test_missing_flair_under_run_available_and_fail(tmp_path, tiny_cohort, tiny_atlas, tiny_members):
     """sub-002 without FLAIR: run-available runs it on three modalities with the member that needs no FLAIR (the
-    four-channel one is skipped, and the records say so); fail stops that subject at ingest, sub-001 goes on."""
+    other is skipped, and the records say so); fail stops that subject at ingest, sub-001 goes on."""
     rows = ["subject_id\t" + "\t".join(MODALITIES)]
     for sid in ("sub-001", "sub-002"):
         cells = ["" if (sid, m) == ("sub-002", "flair") else str(bids_image_path(tiny_cohort, sid, m))
@@ -194,8 +193,10 @@ def test_missing_flair_under_run_available_and_fail(tmp_path, tiny_cohort, tiny_
         rows.append("\t".join([sid, *cells]))
     sheet = tmp_path / "subjects.tsv"
     sheet.write_text("\n".join(rows) + "\n")
+    # The region model declared to read T2 in its FLAIR channel: a member that needs no FLAIR, without training a
+    # three-channel model for the test.
     members = [{"name": "tiny_labels", "model": str(tiny_members["labels"])},
-               {"name": "no_flair", "model": str(tiny_member_without_flair)}]
+               {"name": "no_flair", "model": str(tiny_members["regions"]), "channels": ["t1", "t1c", "t2", "t2"]}]
     config = _write_config(tmp_path, tiny_atlas, samples=str(sheet), missing_modalities="run-available",
                            segment={"members": members}, threads={"segment": 1})
     snakemake("--cores", "2", "--configfile", str(config))
