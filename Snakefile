@@ -10,12 +10,12 @@ configfile: "config/config.yaml"
 include: "workflow/rules/common.smk"
 
 
-# The character set of subject ids (workflow/schemas/samples.schema.yaml), one path segment. Not an alternation
-# of the cohort's ids: Snakemake copies the constraint into every path pattern, so each file match scanned the
+# The character set of subject ids (common.smk: SUBJECT_ID), one path segment. Not an alternation of the cohort's
+# ids: Snakemake copies the constraint into every path pattern, so each file match scanned the
 # whole cohort (1.3 times the planning time at 1,000 subjects, bench/dag_scale.py --alternation). An id outside
 # the cohort fails in `subject_inputs`.
 wildcard_constraints:
-    subject=r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}",
+    subject=SUBJECT_ID,
 
 
 include: "workflow/rules/demo.smk"

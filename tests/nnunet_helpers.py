@@ -178,7 +178,8 @@ def atlas_space_subject(cohort, sid):
 
 
 def train_on_tiny_cohort(cohort, folder, channels, **kwargs):
-    """A 4-channel member trained on the tiny cohort's TRAIN subjects, channels in the order `channels` names."""
+    """A member trained on the tiny cohort's TRAIN subjects, its channels the modalities `channels` names, in that
+    order."""
     from bratsflow.segment.nnunet import channel_modalities
 
     order = [channel_modalities({"channel_names": channels})[int(k)] for k in sorted(channels)]

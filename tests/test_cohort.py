@@ -27,9 +27,14 @@ def test_relative_paths_resolve_against_the_sheet_folder(tmp_path):
 def test_empty_cell_is_a_per_subject_problem(tmp_path):
     sheet = _sheet(tmp_path, "s1\ta.nii.gz\t\tc.nii.gz\td.nii.gz\ns2\ta\tb\tc\td\n")
     s1, s2 = load_sheet(sheet)
-    with pytest.raises(InputError, match="subject s1, t1c: no T1c image given"):
+    with pytest.raises(InputError, match="subject s1, t1c: no T1c image: column t1c of row 2 is empty"):
         s1.image("t1c")
     assert s2.image("t1c").name == "b"
+    assert s1.missing == {"t1c"} and not s2.missing
+    assert s1.modalities("fail") == ("t1", "t1c", "t2", "flair")
+    assert s1.modalities("run-available") == ("t1", "t2", "flair")
+    with pytest.raises(ConfigError, match="missing_modalities must be one of"):
+        s1.modalities("skip")
 
 
 @pytest.mark.parametrize("bad_id", ["../etc", "a/b", "with space", "..", ".hidden", "cohort", "report", "a..b",
@@ -89,6 +94,8 @@ def test_bids_discovery_with_sessions_contrast_entity_and_problems(tmp_path):
     assert second.images["t1c"].name == "sub-02_ses-pre_ce-gadolinium_acq-3d_T1w.nii.gz"
     with pytest.raises(InputError, match="2 candidate FLAIR images"):
         second.image("flair")
+    # Two candidates are a problem to resolve, not a missing image: run-available does not drop them.
+    assert not second.missing and second.modalities("run-available") == ("t1", "t1c", "t2", "flair")
 
 
 def test_bids_missing_modality_and_bad_root(tmp_path):
@@ -96,6 +103,7 @@ def test_bids_missing_modality_and_bad_root(tmp_path):
     (subject,) = discover_bids(tmp_path)
     with pytest.raises(InputError, match="no T2 image"):
         subject.image("t2")
+    assert subject.modalities("run-available") == ("t1",)
     with pytest.raises(ConfigError, match="not a BIDS raw tree"):
         discover_bids(tmp_path / "sub-01")
     with pytest.raises(ConfigError, match="not a folder"):

@@ -49,9 +49,11 @@ def test_readme_has_exactly_two_setup_commands():
 
 def test_every_rule_declares_container_threads_resources_log_and_benchmark():
     for smk in sorted((REPO / "workflow" / "rules").glob("*.smk")):
-        blocks = re.split(r"^rule ", smk.read_text(), flags=re.MULTILINE)[1:]
-        for block in blocks:
-            name = block.split(":", 1)[0]
+        # Rules made in a loop (one per member or modality set) are indented and named by a `name:` directive.
+        parts = re.split(r"^( *)rule\b", smk.read_text(), flags=re.MULTILINE)[1:]
+        for indent, block in zip(parts[::2], parts[1::2]):
+            named = re.match(r":\s*name:\s*(.+)", block)
+            name = named.group(1) if named else block.split(":", 1)[0].strip()
             for directive in ("container:", "threads:", "resources:", "log:", "benchmark:"):
-                assert f"\n    {directive}" in block, f"rule {name} in {smk.name} lacks {directive}"
+                assert f"\n{indent}    {directive}" in block, f"rule {name} in {smk.name} lacks {directive}"
             assert "mem_mb" in block and "runtime" in block, f"rule {name} lacks mem_mb/runtime"

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+import pandas as pd
 import pytest
 
 from bratsflow import paths
@@ -113,3 +114,56 @@ def test_segmentation_members_and_fusion_in_the_dag(tiny_ensemble_run, tiny_memb
     for name in ("sub-001/segment/tiny_regions_probabilities.npz", "sub-002/fuse/segmentation.nii.gz",
                  "sub-002/radiomics/features.parquet", "cohort/features_wide.csv"):
         assert f"\n{name}\t" in listed
+
+
+def test_missing_flair_under_run_available_and_fail(tmp_path, tiny_cohort, tiny_atlas, tiny_members):
+    """sub-002 without FLAIR: run-available runs it on three modalities with the member that needs no FLAIR (the
+    other is skipped, and the records and the report's figures say so); fail stops that subject at ingest, sub-001
+    goes on."""
+    rows = ["subject_id\t" + "\t".join(MODALITIES)]
+    for sid in ("sub-001", "sub-002"):
+        cells = ["" if (sid, m) == ("sub-002", "flair") else str(bids_image_path(tiny_cohort, sid, m))
+                 for m in MODALITIES]
+        rows.append("\t".join([sid, *cells]))
+    sheet = tmp_path / "subjects.tsv"
+    sheet.write_text("\n".join(rows) + "\n")
+    # The region model declared to read T2 in its FLAIR channel: a member that needs no FLAIR, without training a
+    # three-channel model for the test.
+    members = [{"name": "tiny_labels", "model": str(tiny_members["labels"])},
+               {"name": "no_flair", "model": str(tiny_members["regions"]), "channels": ["t1", "t1c", "t2", "t2"]}]
+    config = write_config(tmp_path, tiny_atlas, samples=str(sheet), missing_modalities="run-available",
+                           segment={"members": members}, threads={"segment": 1})
+    results = tmp_path / "results"
+    lacking = results / "sub-002"
+    # sub-002's jobs only (sub-001 with both members is the tiny ensemble run's case).
+    report = paths.step_files(results, "sub-002", "report")
+    snakemake(str(paths.provenance_file(results, "sub-002")), str(report.record), "--cores", "2",
+              "--configfile", str(config))
+    for step in ("ingest", "coregister", "skullstrip"):
+        assert sorted(p.name for p in (lacking / step).glob("*.nii.gz")) == \
+            sorted(["t1.nii.gz", "t1c.nii.gz", "t2.nii.gz"] + (["brain_mask.nii.gz"] if step == "skullstrip" else []))
+        assert json.loads((lacking / step / f"{step}.json").read_text())["missing_modalities"] == ["flair"]
+    assert not (lacking / "segment" / "tiny_labels.nii.gz").exists()
+    assert json.loads((lacking / "segment" / "no_flair.json").read_text())["missing_modalities"] == ["flair"]
+    fused = json.loads((lacking / "fuse" / "fuse.json").read_text())
+    assert fused["parameters"]["members"] == ["no_flair"]
+    assert fused["skipped_members"] == {"tiny_labels": ["flair"]}
+    features = pd.read_parquet(lacking / "radiomics" / "features.parquet")
+    assert set(features["modality"]) == {"t1", "t1c", "t2"}
+    gathered = json.loads((lacking / "provenance.json").read_text())
+    assert gathered["missing_modalities"] == ["flair"]
+    assert gathered["skipped_members"] == {"tiny_labels": ["flair"]}
+    assert json.loads(report.record.read_text())["missing_modalities"] == ["flair"]
+    assert all(report.figure(name).stat().st_size > 0 for name in paths.FIGURES)
+
+    # fail (the default): sub-002's ingest fails with the empty cell named, sub-001's runs on.
+    failing = tmp_path / "fail"
+    targets = [str(paths.step_record(failing, sid, "ingest")) for sid in ("sub-001", "sub-002")]
+    config = write_config(tmp_path, tiny_atlas, samples=str(sheet), results=str(failing))
+    result = snakemake(*targets, "--cores", "2", "--configfile", str(config), "--keep-going", check=False)
+    assert result.returncode != 0
+    assert paths.step_record(failing, "sub-001", "ingest").is_file()
+    assert not (failing / "sub-002" / "ingest").exists()
+    log = (failing / "sub-002" / "logs" / "ingest.log").read_text()
+    assert (f"subject sub-002: FLAIR: no FLAIR image: column flair of row 3 is empty in the sample sheet {sheet} "
+            "(missing_modalities is fail; run-available runs the subject on the modalities it has)") in log

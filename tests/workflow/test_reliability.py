@@ -246,7 +246,7 @@ def _bad_inputs(cohort: Path, folder: Path, sheet: Path) -> tuple[list[list[str]
     rows.append(["bad-two-images", str(good["t1"]), str(good["t1c"]), str(truncated), str(folder / "absent.nii.gz")])
     expected["bad-two-images"] = f"T2 {truncated}: corrupt or truncated gzip stream ("
     also_expected["bad-two-images"] = f"; FLAIR {folder / 'absent.nii.gz'}: file does not exist"
-    case("bad-empty-cell", "", f"T1c: no T1c image given in the sample sheet {sheet}", modality="t1c")
+    case("bad-empty-cell", "", "T1c: no T1c image: column t1c of row ", modality="t1c")
     case("bad-gzip", truncated, f"T2 {truncated}: corrupt or truncated gzip stream (", modality="t2")
     plain = saved("plain.nii", flair)
     plain.write_bytes(plain.read_bytes()[: plain.stat().st_size // 2])

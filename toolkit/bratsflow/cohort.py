@@ -18,6 +18,7 @@ import jsonschema
 import pandas as pd
 import yaml
 
+from .availability import check_policy
 from .errors import ConfigError, InputError
 from .modalities import MODALITIES, MODALITY_NAMES
 from .paths import COHORT, REPORT_SITE
@@ -32,11 +33,21 @@ class Subject:
     images: dict[str, Path]
     # modality -> why it cannot be used (missing, ambiguous); raised at ingest, not at discovery
     problems: dict[str, str] = field(default_factory=dict)
+    # The modalities with no image at all (an empty sheet cell, no BIDS file): what `run-available` leaves out.
+    # A named file that does not exist, or two candidates, stay problems under every policy.
+    missing: frozenset[str] = frozenset()
 
     def image(self, modality: str) -> Path:
         if modality in self.problems:
             raise InputError(self.problems[modality], subject=self.subject_id, modality=modality)
         return self.images[modality]
+
+    def modalities(self, policy: str) -> tuple[str, ...]:
+        """The modalities the pipeline runs this subject on: all four under `fail` (ingest reports what is
+        missing), those with an image under `run-available`."""
+        if check_policy(policy) == "fail":
+            return MODALITIES
+        return tuple(m for m in MODALITIES if m not in self.missing)
 
 
 @lru_cache(maxsize=1)
@@ -91,17 +102,18 @@ def load_sheet(path: str | Path) -> list[Subject]:
         raise ConfigError(f"duplicated subject id(s) {duplicated}", file=path)
 
     subjects = []
-    for row in sheet.to_dict("records"):
+    for row_number, row in enumerate(sheet.to_dict("records"), start=2):
         images, problems = {}, {}
         for modality in MODALITIES:
             value = row[modality]
             if not value:
-                problems[modality] = f"no {MODALITY_NAMES[modality]} image given in the sample sheet {path}"
+                problems[modality] = (f"no {MODALITY_NAMES[modality]} image: column {modality} of row {row_number} "
+                                      f"is empty in the sample sheet {path}")
                 continue
             image = Path(value).expanduser()
             # normpath keeps "config/../demo/x" spelled "demo/x", as the rule that makes x names it
             images[modality] = image if image.is_absolute() else Path(os.path.normpath(path.parent / image))
-        subjects.append(Subject(row["subject_id"], images, problems))
+        subjects.append(Subject(row["subject_id"], images, problems, frozenset(problems)))
     return subjects
 
 
@@ -139,17 +151,18 @@ def discover_bids(root: str | Path) -> list[Subject]:
             modality = _bids_modality(file.name)
             if modality:
                 found[modality].append(file)
-        images, problems = {}, {}
+        images, problems, missing = {}, {}, set()
         for modality, files in found.items():
             if len(files) == 1:
                 images[modality] = files[0]
             elif not files:
                 problems[modality] = f"no {MODALITY_NAMES[modality]} image in {anat}"
+                missing.add(modality)
             else:
                 names = ", ".join(f.name for f in files)
                 problems[modality] = (f"{len(files)} candidate {MODALITY_NAMES[modality]} images in {anat} "
                                       f"({names}); list the one to use in a sample sheet")
-        subjects.append(Subject(sid, images, problems))
+        subjects.append(Subject(sid, images, problems, frozenset(missing)))
     return subjects
 
 

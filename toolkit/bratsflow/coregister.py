@@ -22,6 +22,7 @@ from scipy import ndimage as ndi
 
 from .alignment import FLATTEN_MM, AlignmentCheck, MovingImage, check_alignment, foreground
 from .atlas import load_atlas
+from .availability import absent
 from .errors import ConfigError, InputError, RegistrationError
 from .io import check_image, from_ants, label_image, load_image, same_grid, save_image, to_ants
 from .modalities import MODALITY_NAMES
@@ -325,6 +326,7 @@ class Coregistration:
         run.add_atlas(atlas.name, source=atlas.source, sha256=atlas.sha256)
         return run.finish(
             centre=centre,
+            missing_modalities=absent(images),
             atlas={"name": atlas.name, "shape": list(atlas.image.shape), "affine": atlas.image.affine.tolist()},
             transforms={
                 "convention": "ANTs/ITK, LPS; a file maps points of the fixed space to the moving space",

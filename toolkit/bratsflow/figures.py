@@ -286,6 +286,12 @@ class SubjectData:
     def tumour(self) -> np.ndarray:
         return region_mask(self.fused, "WT", self.convention)
 
+    @property
+    def reference(self) -> str:
+        """The image the others were registered to: T1c, or the fallback centre of a subject without one
+        (missing_modalities: run-available), which comes first then."""
+        return "t1c" if "t1c" in self.coregistered else next(iter(self.coregistered))
+
 
 @dataclass(frozen=True)
 class FigureParams:
@@ -337,24 +343,25 @@ def brain_mask_figure(data: SubjectData, params: FigureParams) -> Figure:
 
 
 def registration_figure(data: SubjectData, params: FigureParams) -> Figure:
-    """T1c's edges over each other co-registered modality, and the atlas brain outlined on T1c."""
+    """The reference's (T1c's) edges over each other co-registered modality, and the atlas brain outlined on it."""
     frame = _head_frame(data, params)
-    others = [m for m in data.coregistered if m != "t1c"]
-    handles = (Line2D([], [], color=EDGE_COLOUR, lw=2, label="T1c edges"),
+    name = MODALITY_NAMES[data.reference]
+    others = [m for m in data.coregistered if m != data.reference]
+    handles = (Line2D([], [], color=EDGE_COLOUR, lw=2, label=f"{name} edges"),
                Line2D([], [], color=MASK_COLOUR, lw=2, label="atlas brain"))
-    fig, axes = panels(frame, Layout([f"{MODALITY_NAMES[m]} + T1c edges" for m in others] + ["T1c + atlas brain"],
-                                     f"{data.subject}: co-registration", "Co-registered atlas-space images; T1c's "
+    fig, axes = panels(frame, Layout([f"{MODALITY_NAMES[m]} + {name} edges" for m in others] + [f"{name} + atlas brain"],
+                                     f"{data.subject}: co-registration", f"Co-registered atlas-space images; {name}'s "
                                      "edges should follow the same anatomy in every row.", handles))
-    t1c = data.coregistered["t1c"]
+    reference_image = data.coregistered[data.reference]
     for row, modality in enumerate(others):
         volume = data.coregistered[modality]
         limits = window(volume)
         for col, view in enumerate(VIEWS):
             show(axes[row, col], frame, view, volume, limits)
-            paint(axes[row, col], frame, view, edges(frame.plane(t1c, view), params.edge_share), EDGE_COLOUR)
-    limits = window(t1c)
+            paint(axes[row, col], frame, view, edges(frame.plane(reference_image, view), params.edge_share), EDGE_COLOUR)
+    limits = window(reference_image)
     for col, view in enumerate(VIEWS):
-        show(axes[-1, col], frame, view, t1c, limits)
+        show(axes[-1, col], frame, view, reference_image, limits)
         outline(axes[-1, col], frame.plane(data.atlas_brain, view), MASK_COLOUR)
     return fig
 
@@ -368,17 +375,17 @@ def members_figure(data: SubjectData, params: FigureParams) -> Figure:
                          params.tumour_margin_mm if tumours.any() else params.margin_mm)
     maps = {**data.members, "fused": data.fused}
     layout = Layout([*maps, "disagreement"], f"{data.subject}: ensemble members",
-                    "Skull-stripped T1c. Disagreement: the largest entropy of the members' votes on WT, TC and ET "
+                    f"Skull-stripped {MODALITY_NAMES[data.reference]}. Disagreement: the largest entropy of the members' votes on WT, TC and ET "
                     "(0 unanimous, 1 bit split evenly).", label_legend(), band_in=0.4)
     fig, axes = panels(frame, layout, PANEL_IN * min(1.0, params.member_rows / len(layout.rows)))
-    t1c = data.stripped["t1c"]
-    limits = window(t1c)
+    reference_image = data.stripped[data.reference]
+    limits = window(reference_image)
     for row, labels in enumerate(maps.values()):
         for col, view in enumerate(VIEWS):
-            show(axes[row, col], frame, view, t1c, limits)
+            show(axes[row, col], frame, view, reference_image, limits)
             outline_labels(axes[row, col], frame, view, labels, data.convention)
     for col, view in enumerate(VIEWS):
-        show(axes[-1, col], frame, view, t1c, limits)
+        show(axes[-1, col], frame, view, reference_image, limits)
         plane = frame.plane(data.disagreement, view)
         shown = axes[-1, col].imshow(np.ma.masked_less_equal(plane, 0), cmap=DISAGREEMENT_MAP, vmin=0, vmax=1,
                                      interpolation="nearest", aspect=frame.aspect(view))

@@ -69,11 +69,12 @@ from __future__ import annotations
 import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import nibabel as nib
 import numpy as np
 
+from .availability import no_member_message
 from .errors import ConfigError, InputError
 from .io import (check_probabilities, grid_mismatch, label_data, label_image_like, load_image, load_probabilities,
                  probability_kind, same_grid)
@@ -625,10 +626,14 @@ def fuse_files(segmentations: Sequence[str | Path], out: str | Path, *, record: 
                names: Sequence[str] | None = None, probabilities: Sequence[str | Path] | None = None,
                method: str = DEFAULT_METHOD, weights: Sequence[float] | None = None, mode: str = DEFAULT_MODE,
                convention: str = DEFAULT_CONVENTION, simple: SimpleParams | None = None,
-               subject: str | None = None) -> Path:
-    """Fuse label map files into `out` (uint8 NIfTI) and write the step's record (JSON) when asked."""
+               subject: str | None = None, skipped: Mapping[str, list[str]] | None = None) -> Path:
+    """Fuse label map files into `out` (uint8 NIfTI) and write the step's record (JSON) when asked. `skipped`:
+    the ensemble members that did not run for lack of modalities (member -> the missing ones), recorded."""
     from .step import StepRun
 
+    skipped = dict(skipped or {})
+    if not segmentations:
+        raise InputError(no_member_message(skipped) if skipped else "no label maps to fuse", subject=subject)
     paths = [Path(p) for p in segmentations]
     names = list(names) if names is not None else [_default_name(p, i) for i, p in enumerate(paths)]
     run = StepRun("fuse", subject, record)
@@ -654,7 +659,8 @@ def fuse_files(segmentations: Sequence[str | Path], out: str | Path, *, record: 
             "weights": details["weights"] if method in WEIGHTED_METHODS else None,
             "simple": asdict(simple or SimpleParams()) if method == "simple" else None,
         }
-        run.finish(details={k: v for k, v in details.items() if k not in ("members", "weights", "method", "mode")})
+        run.finish(details={k: v for k, v in details.items() if k not in ("members", "weights", "method", "mode")},
+                   skipped_members=skipped)
     log.info("fused %d members (%s, %s) into %s in %.2f s", len(paths), method, mode, out,
              sum(run.timer.seconds.values()))
     return Path(out)

@@ -12,9 +12,10 @@ from typing import TYPE_CHECKING
 
 import nibabel as nib
 
+from .availability import DEFAULT_POLICY, FAIL_HINT, Need, absent, unmet
 from .errors import BratsflowError, InputError
 from .io import axcodes, check_image, load_image, reorient, sha256_file, spacing
-from .modalities import MODALITIES, MODALITY_NAMES
+from .modalities import MODALITY_NAMES
 from .paths import StepFiles
 from .step import StepRun, check_record
 
@@ -84,18 +85,35 @@ def _read_source(path: Path, workdir: Path, subject: str, modality: str) -> tupl
     return img, source
 
 
+def check_needs(subject: Subject, modalities: tuple[str, ...], needs: tuple[Need, ...]) -> None:
+    """Refuse a subject that lacks what a later step cannot do without, naming what is missing and why."""
+    failed = unmet(modalities, needs)
+    if failed:
+        missing = "; ".join(subject.problems[m] for m in absent(modalities))
+        raise InputError(f"{', '.join(need.describe() for need in failed)} (missing_modalities: run-available "
+                         f"still needs these): {missing}", subject=subject.subject_id)
+
+
 def ingest_subject(subject: Subject, out_dir: str | Path, *, orientation: str = DEFAULT_ORIENTATION,
-                   spacing_range_mm: tuple[float, float] = DEFAULT_SPACING_RANGE_MM) -> dict:
-    """Check all four images first and write only when every one passes, so a bad subject leaves no
-    partial output; every problem of the subject is reported at once."""
+                   spacing_range_mm: tuple[float, float] = DEFAULT_SPACING_RANGE_MM, policy: str = DEFAULT_POLICY,
+                   needs: tuple[Need, ...] = ()) -> dict:
+    """Check the subject's images (all four, or under `run-available` those it has) first and write only when
+    every one passes, so a bad subject leaves no partial output; every problem of the subject is reported at
+    once."""
     files = StepFiles(out_dir, "ingest")
     sid = subject.subject_id
+    modalities = subject.modalities(policy)
+    check_needs(subject, modalities, needs)
     run = StepRun("ingest", sid, files.record,
-                  parameters={"orientation": orientation, "spacing_range_mm": list(spacing_range_mm)})
+                  parameters={"orientation": orientation, "spacing_range_mm": list(spacing_range_mm),
+                              "missing_modalities": policy})
     checked: dict[str, tuple[nib.Nifti1Image, dict]] = {}
     problems: list[str] = []
     with tempfile.TemporaryDirectory(prefix=f"bratsflow-ingest-{sid}-") as tmp:
-        for modality in MODALITIES:
+        for modality in modalities:
+            if modality in subject.missing:
+                problems.append(f"{MODALITY_NAMES[modality]}: {subject.problems[modality]} ({FAIL_HINT})")
+                continue
             try:
                 with run.phase(f"read_{modality}"):
                     path = subject.image(modality)
@@ -121,8 +139,10 @@ def ingest_subject(subject: Subject, out_dir: str | Path, *, orientation: str = 
                 "dtype": str(img.get_data_dtype()),
                 "output_orientation": orientation,
             }
-    record = run.finish(images=images)
-    log.info("%s: ingested %s", sid, ", ".join(MODALITY_NAMES[m] for m in MODALITIES))
+    missing = absent(modalities)
+    record = run.finish(images=images, missing_modalities=missing)
+    log.info("%s: ingested %s%s", sid, ", ".join(MODALITY_NAMES[m] for m in modalities),
+             f"; missing {', '.join(MODALITY_NAMES[m] for m in missing)}" if missing else "")
     return record
 
 

@@ -175,8 +175,9 @@ def verify(folder: str | Path) -> dict:
     return record
 
 
-def resolve(spec: str | Path) -> Path:
-    """A verified model folder from a store name or a folder path (which must carry a checksum record)."""
+def locate(spec: str | Path) -> Path:
+    """The model folder a store name or folder path names, not verified: for reading what the model declares
+    (dataset.json) before anything is loaded; `resolve` verifies it."""
     spec_text = str(spec)
     if NAME_PATTERN.match(spec_text) and model_dir(spec_text).is_dir():
         folder = model_dir(spec_text)
@@ -187,6 +188,12 @@ def resolve(spec: str | Path) -> Path:
             f"`bratsflow models install {spec_text} FOLDER|ZIP|URL`"
         raise ModelError(f"model {spec_text!r} is neither installed in {store_dir()} (set {STORE_ENV} to use "
                          f"another store) nor a folder; install it with {hint}")
+    return folder
+
+
+def resolve(spec: str | Path) -> Path:
+    """A verified model folder from a store name or a folder path (which must carry a checksum record)."""
+    folder = locate(spec)
     verify(folder)
     return folder
 

@@ -100,9 +100,13 @@ def gather(subject: str, records: list[str | Path], *, containers: dict[str, str
     ingest = next((r for r in steps.values() if r["step"] == "ingest"), None)
     inputs = {m: {k: entry.get(k) for k in ("path", "format", "sha256")}
               for m, entry in (ingest["inputs"] if ingest else {}).items()}
+    fused = next((r for r in steps.values() if r["step"] == "fuse"), None)
     return {
         "subject": subject,
         "inputs": inputs,
+        # missing_modalities: run-available: what this subject ran without, and the members that skipped it.
+        "missing_modalities": ingest.get("missing_modalities", []) if ingest else [],
+        "skipped_members": fused.get("skipped_members", {}) if fused else {},
         "software": _agreed({key: record["environment"] for key, record in steps.items()}),
         "models": {name: model for record in steps.values() for name, model in record["models"].items()},
         "atlases": {name: atlas for record in steps.values() for name, atlas in record["atlases"].items()},

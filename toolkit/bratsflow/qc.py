@@ -9,7 +9,7 @@ but not all members put in the region).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from itertools import combinations
 from pathlib import Path
@@ -118,9 +118,11 @@ def flags(volumes_ml: dict[str, float], agreement_by_region: dict, members: int,
 
 def report_subject(segmentation: str | Path, members: dict[str, str | Path], brain_mask: str | Path,
                    out_dir: str | Path, *, convention: str = DEFAULT_CONVENTION, params: QCParams = QCParams(),
-                   images: ReportImages | None = None, subject: str | None = None) -> dict:
+                   images: ReportImages | None = None, subject: str | None = None,
+                   missing_modalities: Sequence[str] = ()) -> dict:
     """Write the subject's vote fractions, disagreement map and record (volumes, agreement, flags), and with
-    `images` the QC figures (paths.FIGURES)."""
+    `images` the QC figures (paths.FIGURES); `missing_modalities`: what the subject ran without
+    (missing_modalities: run-available), recorded."""
     from .step import StepRun
 
     files = StepFiles(out_dir, "report")
@@ -163,6 +165,7 @@ def report_subject(segmentation: str | Path, members: dict[str, str | Path], bra
             _figures(run, files, images, fused_img, fused, member_labels, brain, disagreement, convention)
     return run.finish(
         members=list(members),
+        missing_modalities=list(missing_modalities),
         volumes_ml={**volumes, "brain": round(float(np.count_nonzero(brain)) * voxel_ml, 2)},
         agreement=by_region,
         tumour_outside_brain=round(outside, 4),
@@ -228,6 +231,8 @@ def cohort_tables(records: list[str | Path]) -> tuple["pd.DataFrame", "pd.DataFr
                         "flags": len(record["flags"])})
         qc.append({"subject": subject, "flags": ";".join(f["flag"] for f in record["flags"]),
                    "members": len(record["members"]),
+                   # Records of reports written before the missing-modality policy lack the key.
+                   "missing_modalities": ",".join(record.get("missing_modalities", [])),
                    **{f"{region}_mean_pairwise_dice": record["agreement"][region]["mean_pairwise_dice"]
                       for region in REGIONS},
                    **{f"{region}_disputed_ml": record["agreement"][region]["disputed_ml"] for region in REGIONS},

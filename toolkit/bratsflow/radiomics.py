@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from .availability import absent
 from .errors import ConfigError, InputError
 from .io import check_image, load_image, require_same_grid, save_table, sha256_file, to_sitk
 from .labels import DEFAULT_CONVENTION, SUMMARY_REGIONS, region_mask, to_depth
@@ -411,7 +412,7 @@ def radiomics_subject(images: dict[str, str | Path], segmentation: str | Path, o
     with run.phase("save"):
         for suffix in (".parquet", ".csv"):
             run.save_table(suffix.lstrip("."), table, files.features(suffix))
-    run.finish(**details)
+    run.finish(**details, missing_modalities=absent(images))
     log.info("subject %s: %d features of %d regions x %d modalities in %.1f s", subject, len(table),
              len(regions), len(images), sum(run.timer.seconds.values()))
     return table

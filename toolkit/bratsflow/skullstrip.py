@@ -25,6 +25,7 @@ from scipy import ndimage as ndi
 
 from .atlas import load_atlas
 from .coregister import CoregisterParams, register_linear, single_threaded_pool, working_copy
+from .availability import absent
 from .errors import ConfigError, InputError
 from .io import check_image, label_image_like, load_image, require_same_grid, same_grid, to_ants
 from .modalities import MODALITY_NAMES
@@ -398,6 +399,7 @@ def skullstrip(images: dict[str, str | Path], out_dir: str | Path, params: Skull
     record = run.finish(
         backend=params.backend,
         mask_modality=source,
+        missing_modalities=absent(images),
         input={
             "declared": params.input,
             "decided": "stripped" if stripped else "skull",

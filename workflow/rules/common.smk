@@ -1,13 +1,17 @@
 # Configuration, cohort and path helpers shared by every rule file.
 import os
+import re
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 from bratsflow import paths
+from bratsflow.availability import absent, format_skipped, pipeline_needs, skipped_members
 from bratsflow.cohort import MODALITIES, load_cohort
 from bratsflow.errors import BratsflowError
+from bratsflow.segment import Member, required_modalities
 from bratsflow.steps import STEPS
 
 
@@ -24,6 +28,97 @@ except BratsflowError as exc:
     raise WorkflowError(f"bratsflow: {exc}") from None
 
 SUBJECTS = {subject.subject_id: subject for subject in COHORT}
+# The character set of subject ids (workflow/schemas/samples.schema.yaml), one path segment.
+SUBJECT_ID = r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}"
+
+# README, Missing modalities: under run-available each subject runs on the modalities it has an image for.
+MISSING_POLICY = config["missing_modalities"]
+NEEDS = pipeline_needs(
+    config["coregister"]["centre"],
+    config["coregister"]["centre_fallback"],
+    config["skullstrip"]["modality"],
+    config["skullstrip"]["fallback"],
+)
+
+
+def subject_modalities(subject):
+    return SUBJECTS[subject].modalities(MISSING_POLICY)
+
+
+@dataclass(frozen=True)
+class ModalitySet:
+    """The subjects that share one set of modalities: a rule's outputs cannot vary by subject, so each step with
+    one image per modality gets a rule per set found in the cohort (`ingest` for all four, `ingest_without_flair`
+    ...), its subject wildcard limited to the set's subjects."""
+
+    modalities: tuple
+    subject: str
+
+    def rule(self, step):
+        missing = absent(self.modalities)
+        return f"{step}_without_{'_'.join(missing)}" if missing else step
+
+
+def _ids(subjects):
+    # An id must not be followed by another id character: "sub-1" must not claim "sub-10".
+    return f"(?:{'|'.join(re.escape(s) for s in subjects)})(?![A-Za-z0-9._-])"
+
+
+def modality_sets():
+    by_set = {}
+    for subject in SUBJECTS:
+        by_set.setdefault(subject_modalities(subject), []).append(subject)
+    partial = {modalities: subjects for modalities, subjects in by_set.items() if modalities != MODALITIES}
+    others = [s for subjects in partial.values() for s in subjects]
+    complete = ModalitySet(MODALITIES, f"(?!{_ids(others)}){SUBJECT_ID}" if others else SUBJECT_ID)
+    return [complete, *(ModalitySet(m, _ids(subjects)) for m, subjects in partial.items())]
+
+
+MODALITY_SETS = modality_sets()
+
+
+SEGMENT_MEMBERS = config["segment"]["members"]
+
+
+def member_requirements():
+    """Member name -> the modalities it reads; read from the models only when some subject lacks a modality."""
+    if len(MODALITY_SETS) == 1:
+        return {}
+    try:
+        return {m["name"]: required_modalities(Member.from_config(m)) for m in SEGMENT_MEMBERS}
+    except BratsflowError as exc:
+        raise WorkflowError(f"bratsflow: which modalities a member needs (missing_modalities: run-available): {exc}")
+
+
+MEMBER_REQUIREMENTS = member_requirements()
+
+
+def subject_skipped(subject):
+    """The members that cannot run on a subject's modalities -> the missing modalities each needs."""
+    return skipped_members(MEMBER_REQUIREMENTS, subject_modalities(subject))
+
+
+def subject_members(subject):
+    """The names of the members that run on a subject, in config order."""
+    skipped = subject_skipped(subject)
+    return [m["name"] for m in SEGMENT_MEMBERS if m["name"] not in skipped]
+
+
+def member_files(subject, probabilities=False):
+    """The label maps (or probability files) of the members that run on a subject."""
+    file = paths.segment_probabilities if probabilities else paths.segment_member
+    return [str(file(RESULTS, subject, name)) for name in subject_members(subject)]
+
+
+def fuse_member_args(subject, weighted):
+    """Fusion's --names (and --weights when `weighted`) of the members that ran, --skipped of the others."""
+    members = subject_members(subject)
+    weights = {m["name"]: m["weight"] for m in SEGMENT_MEMBERS}
+    words = ["--names", *members] if members else []
+    if members and weighted:
+        words += ["--weights", *(str(weights[m]) for m in members)]
+    skipped = format_skipped(subject_skipped(subject))
+    return " ".join(words + (["--skipped", *skipped] if skipped else []))
 
 
 def cohort_source_args():
@@ -55,14 +150,27 @@ def step_files(step, subject="{subject}"):
     return paths.step_files(RESULTS, subject, step)
 
 
-def step_images(step, subject="{subject}"):
-    """A step's four images, named by modality (rule inputs and outputs)."""
-    return {m: str(step_files(step, subject).image(m)) for m in MODALITIES}
+def step_images(step, subject="{subject}", modalities=MODALITIES):
+    """A step's images, named by modality (rule inputs and outputs)."""
+    return {m: str(step_files(step, subject).image(m)) for m in modalities}
+
+
+def subject_images(step, **named):
+    """A step's images of the modalities a subject has, and `named` "{subject}" patterns (input function, for
+    `unpack`; `deliver` target)."""
+
+    def images(wildcards_or_subject):
+        subject = getattr(wildcards_or_subject, "subject", wildcards_or_subject)
+        more = {name: str(path).replace("{subject}", subject) for name, path in named.items()}
+        return {**step_images(step, subject, subject_modalities(subject)), **more}
+
+    return images
 
 
 def modality_args(wildcards, input):
-    """--t1 PATH --t1c PATH --t2 PATH --flair PATH from a rule's named modality inputs."""
-    return " ".join(f"--{m} {getattr(input, m)}" for m in MODALITIES)
+    """--t1 PATH --t1c PATH --t2 PATH --flair PATH from a rule's named modality inputs (those it has)."""
+    names = set(input.keys())
+    return " ".join(f"--{m} {getattr(input, m)}" for m in MODALITIES if m in names)
 
 
 def step_log(step, subject="{subject}"):
@@ -73,13 +181,15 @@ def step_benchmark(step, subject="{subject}"):
     return str(paths.benchmark_file(RESULTS, subject, step))
 
 
-def native_targets():
-    """The configured atlas-space results (STEP/NAME) mapped into the configured native spaces."""
+def native_targets(subject):
+    """The configured atlas-space results (STEP/NAME) mapped into the configured native spaces; of a subject
+    without a modality neither its image nor its space."""
+    present = subject_modalities(subject)
     return [
-        str(paths.native_file(RESULTS, subject, *PurePosixPath(image).parts, space))
-        for subject in SUBJECTS
-        for image in config["to_native"]["images"]
+        str(paths.native_file(RESULTS, subject, step, name, space))
+        for step, name in (PurePosixPath(image).parts for image in config["to_native"]["images"])
         for space in config["to_native"]["spaces"]
+        if space in present and (name not in MODALITIES or name in present)
     ]
 
 
@@ -91,16 +201,25 @@ SUBJECT_RECORDS = []
 
 
 def deliver(*targets, records=()):
-    """Declare a step's results: paths or path lists, "{subject}" patterns expanded over the cohort; `records`:
-    the step's record patterns for one subject."""
+    """Declare a step's results: paths or path lists, "{subject}" patterns expanded over the cohort, or functions
+    of a subject id giving its paths; `records`: the step's record patterns for one subject, or such functions."""
     for target in targets:
+        if callable(target):
+            for subject in SUBJECTS:
+                found = target(subject)
+                FINAL_TARGETS.extend(str(p) for p in (found.values() if isinstance(found, dict) else found))
+            continue
         for path in [target] if isinstance(target, (str, Path)) else target:
             path = str(path)
             FINAL_TARGETS.extend(expand(path, subject=SUBJECTS) if "{subject}" in path else [path])
-    SUBJECT_RECORDS.extend(str(record) for record in records)
+    SUBJECT_RECORDS.extend(record if callable(record) else str(record) for record in records)
 
 
 def subject_records(wildcards):
     """The records of every step the configuration runs for a subject."""
-    return expand(SUBJECT_RECORDS, subject=wildcards.subject)
-
+    subject = wildcards.subject
+    return [
+        str(path)
+        for record in SUBJECT_RECORDS
+        for path in (record(subject) if callable(record) else expand(record, subject=subject))
+    ]

@@ -3,31 +3,23 @@ from bratsflow.fusion import WEIGHTED_METHODS
 
 FUSE = config["fuse"]
 FUSE_MEMBERS = [member["name"] for member in config["segment"]["members"]]
-FUSE_WEIGHTS = [member["weight"] for member in config["segment"]["members"]]
 if len(set(FUSE_MEMBERS)) != len(FUSE_MEMBERS):
     raise WorkflowError(f"bratsflow: segment.members has repeated names: {FUSE_MEMBERS}")
 
 
 rule fuse:
     input:
-        members=[str(SEGMENT_FILES.member(m)) for m in FUSE_MEMBERS],
-        probabilities=(
-            [str(SEGMENT_FILES.member_probabilities(m)) for m in FUSE_MEMBERS]
-            if FUSE["method"] == "mean"
-            else []
-        ),
+        members=lambda wc: member_files(wc.subject),
+        probabilities=lambda wc: member_files(wc.subject, probabilities=True) if FUSE["method"] == "mean" else [],
     output:
         segmentation=str(step_files("fuse").segmentation),
         record=str(step_files("fuse").record),
     params:
-        names=FUSE_MEMBERS,
+        # Only the methods that use member weights get them (majority and staple refuse unequal weights).
+        members=lambda wc: fuse_member_args(wc.subject, weighted=FUSE["method"] in WEIGHTED_METHODS),
         method=FUSE["method"],
         mode=FUSE["mode"],
         convention=config["convention"],
-        # Only the methods that use member weights get them (majority and staple refuse unequal weights).
-        weights=(
-            "--weights " + " ".join(str(w) for w in FUSE_WEIGHTS) if FUSE["method"] in WEIGHTED_METHODS else ""
-        ),
         probabilities=lambda wc, input: (
             "--probabilities " + " ".join(input.probabilities) if input.probabilities else ""
         ),
@@ -49,9 +41,9 @@ rule fuse:
         config["containers"]["fuse"]
     shell:
         "bratsflow --threads {threads} fuse {input.members} -o {output.segmentation}"
-        " --record {output.record} --subject {wildcards.subject} --names {params.names}"
+        " --record {output.record} --subject {wildcards.subject} {params.members}"
         " --method {params.method} --mode {params.mode} --convention {params.convention}"
-        " {params.weights} {params.probabilities} {params.simple} > {log} 2>&1"
+        " {params.probabilities} {params.simple} > {log} 2>&1"
 
 
 # A configuration without members runs the pipeline up to skull stripping.

@@ -1,31 +1,40 @@
 # Ingest: validate, convert DICOM, reorient; one job per subject.
 
 
-rule ingest:
-    input:
-        subject_inputs,
-    output:
-        **step_images("ingest"),
-        record=str(step_files("ingest").record),
-    params:
-        source=cohort_source_args(),
-        out=lambda wc, output: Path(output.record).parent,
-        orientation=config["ingest"]["orientation"],
-        spacing=config["ingest"]["spacing_range_mm"],
-    log:
-        step_log("ingest"),
-    benchmark:
-        step_benchmark("ingest")
-    threads: config["threads"]["ingest"]
-    resources:
-        mem_mb=2000,
-        runtime=10,
-    container:
-        config["containers"]["ingest"]
-    shell:
-        "bratsflow --threads {threads} ingest --subject {wildcards.subject} {params.source}"
-        " --out {params.out} --orientation {params.orientation}"
-        " --min-spacing {params.spacing[0]} --max-spacing {params.spacing[1]} > {log} 2>&1"
+for modality_set in MODALITY_SETS:
+
+    rule:
+        name:
+            modality_set.rule("ingest")
+        input:
+            subject_inputs,
+        output:
+            **step_images("ingest", modalities=modality_set.modalities),
+            record=str(step_files("ingest").record),
+        wildcard_constraints:
+            subject=modality_set.subject,
+        params:
+            source=cohort_source_args(),
+            out=lambda wc, output: Path(output.record).parent,
+            orientation=config["ingest"]["orientation"],
+            spacing=config["ingest"]["spacing_range_mm"],
+            policy=MISSING_POLICY,
+            needs=" ".join(f"--need {need}" for need in NEEDS),
+        log:
+            step_log("ingest"),
+        benchmark:
+            step_benchmark("ingest")
+        threads: config["threads"]["ingest"]
+        resources:
+            mem_mb=2000,
+            runtime=10,
+        container:
+            config["containers"]["ingest"]
+        shell:
+            "bratsflow --threads {threads} ingest --subject {wildcards.subject} {params.source}"
+            " --out {params.out} --orientation {params.orientation}"
+            " --min-spacing {params.spacing[0]} --max-spacing {params.spacing[1]}"
+            " --missing-modalities {params.policy} {params.needs} > {log} 2>&1"
 
 
 rule ingest_table:

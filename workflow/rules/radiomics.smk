@@ -4,10 +4,14 @@ RADIOMICS = config["radiomics"]
 
 rule radiomics:
     input:
-        **step_images("skullstrip"),
-        brain_mask=str(step_files("skullstrip").brain_mask),
-        segmentation=str(step_files("fuse").segmentation),
-        params=RADIOMICS["params"],
+        unpack(
+            subject_images(
+                "skullstrip",
+                brain_mask=step_files("skullstrip").brain_mask,
+                segmentation=step_files("fuse").segmentation,
+                params=RADIOMICS["params"],
+            )
+        ),
     output:
         table=str(step_files("radiomics").features()),
         csv=str(step_files("radiomics").features(".csv")),

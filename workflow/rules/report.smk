@@ -8,11 +8,11 @@ REPORT_FILES = step_files("report")
 rule report:
     input:
         segmentation=str(step_files("fuse").segmentation),
-        members=[str(SEGMENT_FILES.member(m)) for m in FUSE_MEMBERS],
+        members=lambda wc: member_files(wc.subject),
         brain_mask=str(step_files("skullstrip").brain_mask),
         # The figures' images: skull-stripped (beside the brain mask) and co-registered (skull on).
-        stripped=list(step_images("skullstrip").values()),
-        coregistered=list(step_images("coregister").values()),
+        stripped=lambda wc: list(subject_images("skullstrip")(wc).values()),
+        coregistered=lambda wc: list(subject_images("coregister")(wc).values()),
     output:
         votes=str(REPORT_FILES.votes),
         disagreement=str(REPORT_FILES.disagreement),
@@ -29,7 +29,8 @@ rule report:
         },
     params:
         out=lambda wc, output: Path(output.record).parent,
-        names=FUSE_MEMBERS,
+        names=lambda wc: " ".join(subject_members(wc.subject)),
+        missing=lambda wc: " ".join(absent(subject_modalities(wc.subject))),
         convention=config["convention"],
         thresholds=" ".join(f"--{key.replace('_', '-')} {value}" for key, value in REPORT.items()),
         skullstrip_dir=lambda wc, input: Path(input.brain_mask).parent,
@@ -53,7 +54,8 @@ rule report:
     shell:
         "bratsflow report --subject {wildcards.subject} --segmentation {input.segmentation}"
         " --members {input.members} --names {params.names} --brain-mask {input.brain_mask}"
-        " --convention {params.convention} {params.thresholds} --skullstrip-dir {params.skullstrip_dir}"
+        " --convention {params.convention} {params.thresholds} --missing-modalities {params.missing}"
+        " --skullstrip-dir {params.skullstrip_dir}"
         " --coregister-dir {params.coregister_dir} --atlas {params.atlas} {params.atlas_mask}"
         " --out {params.out} > {log} 2>&1"
 

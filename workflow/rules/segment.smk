@@ -5,7 +5,6 @@ import shlex
 
 from bratsflow.segment import Member
 
-SEGMENT_MEMBERS = config["segment"]["members"]
 SEGMENT_FILES = step_files("segment")
 
 
@@ -23,7 +22,7 @@ for member in SEGMENT_MEMBERS:
         name:
             f"segment_{member['name']}"
         input:
-            **step_images("skullstrip"),
+            unpack(subject_images("skullstrip")),
         output:
             **member_outputs(member),
         params:
@@ -49,4 +48,8 @@ for member in SEGMENT_MEMBERS:
             " --out {params.out} > {log} 2>&1"
 
 
-deliver(records=[SEGMENT_FILES.member_record(member["name"]) for member in SEGMENT_MEMBERS])
+deliver(
+    records=[
+        lambda subject: [paths.segment_record(RESULTS, subject, name) for name in subject_members(subject)]
+    ]
+)

@@ -13,7 +13,7 @@ def add_commands(commands) -> None:
     defaults = SimpleParams()
     fuse = commands.add_parser("fuse", help="fuse an ensemble's label maps into one segmentation",
                                description="Fuse label maps (see the README, section Fusion, for the tie rules).")
-    fuse.add_argument("segmentations", nargs="+", type=Path, metavar="SEG", help="member label maps (NIfTI)")
+    fuse.add_argument("segmentations", nargs="*", type=Path, metavar="SEG", help="member label maps (NIfTI)")
     fuse.add_argument("-o", "--out", type=Path, required=True, help="fused label map (NIfTI, uint8)")
     fuse.add_argument("--method", choices=METHODS, default=DEFAULT_METHOD,
                       help=f"fusion method (default {DEFAULT_METHOD})")
@@ -28,6 +28,9 @@ def add_commands(commands) -> None:
     fuse.add_argument("--names", nargs="+", metavar="NAME", help="member names (default: the file names)")
     fuse.add_argument("--record", type=Path, metavar="JSON", help="also write a provenance record")
     fuse.add_argument("--subject", help="subject id, for messages and the record")
+    fuse.add_argument("--skipped", nargs="+", default=[], metavar="MEMBER=MOD[,MOD]",
+                      help="members that did not run for lack of these modalities (recorded; with no SEG, the "
+                           "error names them)")
     fuse.add_argument("--simple-alpha", type=float, default=defaults.alpha,
                       help=f"SIMPLE drops members scoring below mean - alpha·sd (default {defaults.alpha})")
     fuse.add_argument("--simple-max-iterations", type=int, default=defaults.max_iterations,
@@ -40,10 +43,11 @@ def add_commands(commands) -> None:
 
 
 def run_fuse(args: argparse.Namespace) -> None:
+    from ..availability import parse_skipped
     from ..fusion import fuse_files
 
     simple = SimpleParams(alpha=args.simple_alpha, max_iterations=args.simple_max_iterations,
                           min_members=args.simple_min_members, weight_power=args.simple_weight_power)
     fuse_files(args.segmentations, args.out, record=args.record, names=args.names, probabilities=args.probabilities,
                method=args.method, weights=args.weights, mode=args.mode, convention=args.convention, simple=simple,
-               subject=args.subject)
+               subject=args.subject, skipped=parse_skipped(args.skipped))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..availability import DEFAULT_POLICY, POLICIES, Need
 from ..errors import BratsflowError
 from ..ingest import DEFAULT_ORIENTATION, DEFAULT_SPACING_RANGE_MM
 from ..modalities import MODALITIES
@@ -25,6 +26,12 @@ def add_commands(commands) -> None:
                         help="smallest plausible voxel size, mm")
     ingest.add_argument("--max-spacing", type=float, default=DEFAULT_SPACING_RANGE_MM[1],
                         help="largest plausible voxel size, mm")
+    ingest.add_argument("--missing-modalities", choices=POLICIES, default=DEFAULT_POLICY,
+                        help="fail (default): a subject needs all four modalities; run-available: go on with "
+                             "the modalities that have an image")
+    ingest.add_argument("--need", type=Need.parse, action="append", default=[], metavar="STEP=MOD[,MOD]",
+                        help="run-available: a step that needs one of these modalities (repeatable; e.g. "
+                             "coregister=t1c,t1)")
     ingest.set_defaults(func=run_ingest)
 
     table = commands.add_parser("ingest-table", help="gather ingest.json records into one cohort table (TSV)")
@@ -44,12 +51,14 @@ def run_ingest(args: argparse.Namespace) -> None:
         subject = find_subject(load_cohort(samples=args.samples, bids=args.bids), args.subject)
     else:
         missing = [m for m in MODALITIES if m not in explicit]
-        if missing:
-            raise BratsflowError(f"missing --{' --'.join(missing)} (or give --samples / --bids)")
+        if missing and args.missing_modalities == "fail":
+            raise BratsflowError(f"missing --{' --'.join(missing)} (or give --samples / --bids, or "
+                                 f"--missing-modalities run-available)")
         validate_subject_id(args.subject)
-        subject = Subject(args.subject, explicit)
+        subject = Subject(args.subject, explicit, {m: f"no --{m} given" for m in missing}, frozenset(missing))
     ingest_subject(subject, args.out, orientation=args.orientation,
-                   spacing_range_mm=(args.min_spacing, args.max_spacing))
+                   spacing_range_mm=(args.min_spacing, args.max_spacing), policy=args.missing_modalities,
+                   needs=tuple(args.need))
 
 
 def run_ingest_table(args: argparse.Namespace) -> None:

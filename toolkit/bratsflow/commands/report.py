@@ -8,6 +8,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from ..labels import CONVENTIONS, DEFAULT_CONVENTION
+from ..modalities import MODALITIES
 from ..qc import QCParams, ReportImages
 
 
@@ -28,6 +29,8 @@ def add_commands(commands) -> None:
     figures.add_argument("--atlas-mask", default=ReportImages.atlas_mask, help="brain mask of an atlas file")
     report.add_argument("--out", type=Path, required=True, help="output folder")
     report.add_argument("--subject", help="subject id, for messages and records")
+    report.add_argument("--missing-modalities", nargs="*", default=[], choices=MODALITIES, metavar="MODALITY",
+                        help="modalities the subject ran without (recorded; missing_modalities: run-available)")
     for field in fields(QCParams):
         default = getattr(defaults, field.name)
         report.add_argument(f"--{field.name.replace('_', '-')}", type=float, default=default,
@@ -59,17 +62,18 @@ def run_report(args: argparse.Namespace) -> None:
         raise ConfigError("the figures need both --skullstrip-dir and --coregister-dir")
     params = QCParams(**{field.name: getattr(args, field.name) for field in fields(QCParams)})
     report_subject(args.segmentation, dict(zip(names, args.members)), args.brain_mask, args.out,
-                   convention=args.convention, params=params, images=_images(args), subject=args.subject)
+                   convention=args.convention, params=params, images=_images(args), subject=args.subject,
+                   missing_modalities=args.missing_modalities)
 
 
 def _images(args: argparse.Namespace) -> ReportImages | None:
-    from ..modalities import MODALITIES
     from ..paths import StepFiles
 
     if args.skullstrip_dir is None:
         return None
     stripped, coregistered = StepFiles(args.skullstrip_dir, "skullstrip"), StepFiles(args.coregister_dir, "coregister")
-    return ReportImages({m: stripped.image(m) for m in MODALITIES}, {m: coregistered.image(m) for m in MODALITIES},
+    present = [m for m in MODALITIES if m not in args.missing_modalities]
+    return ReportImages({m: stripped.image(m) for m in present}, {m: coregistered.image(m) for m in present},
                         atlas=args.atlas, atlas_mask=args.atlas_mask or None)
 
 

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ConfigError, InputError
+from ..availability import absent
+from ..errors import ConfigError, InputError, ModelError
 from ..io import check_image, label_image_like, load_image, require_same_grid
 from ..labels import DEFAULT_CONVENTION, convert
 from ..modalities import MODALITIES, MODALITY_NAMES
@@ -76,6 +77,26 @@ class Member:
         return member
 
 
+def required_modalities(member: Member) -> tuple[str, ...]:
+    """The modalities a member reads: a container the four files of the BraTS interface; an nnU-Net model its
+    input channels (the member's `channels`, else the channel names of its dataset.json)."""
+    if member.kind == "container":
+        return MODALITIES
+    if member.channels:
+        return member.channels
+    import json
+
+    from .. import models
+    from .nnunet import channel_modalities
+
+    folder = models.locate(member.model)
+    dataset = folder / "dataset.json"
+    if not dataset.is_file():
+        raise ModelError(f"member {member.name}: the model has no dataset.json to read its input channels from",
+                         file=folder)
+    return tuple(channel_modalities(json.loads(dataset.read_text()), folder=folder))
+
+
 def segment(images: dict[str, str | Path], member: Member, out_dir: str | Path, *, convention: str = DEFAULT_CONVENTION,
             subject: str | None = None, threads: int = 1) -> dict:
     """Run one member on one subject's atlas-space images and write `<name>.nii.gz` (+ probabilities, record)."""
@@ -109,6 +130,7 @@ def segment(images: dict[str, str | Path], member: Member, out_dir: str | Path, 
     run.add_model(member.name, **{k: v for k, v in details.items() if k in MODEL_KEYS})
     return run.finish(
         convention=convention,
+        missing_modalities=absent(images),
         method=details,
         volumes_ml={str(int(v)): round(float(np.count_nonzero(labels == v)) * _voxel_ml(reference), 3)
                     for v in np.unique(labels) if v},
