@@ -131,3 +131,23 @@ def test_cli_draws_figures_with_both_image_folders(subject):
     assert main([*args, *folders, "--out", str(subject["tmp"] / "cli")]) == 0
     assert all(StepFiles(subject["tmp"] / "cli", "report").figure(name).is_file() for name in FIGURES)
     assert main([*args, *folders[:2], "--out", str(subject["tmp"] / "half")]) != 0
+
+
+def test_a_subject_without_t1c_is_drawn_on_its_registration_reference(subject):
+    """missing_modalities: run-available with T1 as the co-registration centre: three rows of images, T1's edges."""
+    images = subject["images"]
+    present = [m for m in MODALITIES if m != "t1c"]
+    without = ReportImages({m: images.stripped[m] for m in present}, {m: images.coregistered[m] for m in present},
+                           atlas=images.atlas, atlas_mask=images.atlas_mask)
+    out = subject["tmp"] / "without_t1c"
+    record = report_subject(subject["fused"], subject["members"], subject["brain"], out, images=without,
+                            missing_modalities=["t1c"])
+    assert record["missing_modalities"] == ["t1c"]
+    assert "stripped_t1c" not in record["inputs"]
+    files = StepFiles(out, "report")
+    full = StepFiles(subject["tmp"] / "full", "report")
+    _run(subject, full.folder)
+    # One row of panels fewer than with four images.
+    assert Image.open(files.figure("overview")).height < Image.open(full.figure("overview")).height
+    assert _has_colour(files.figure("registration"), figures.EDGE_COLOUR)
+    assert _has_colour(files.figure("members"), figures.SUBREGION_COLOURS["ET"])

@@ -72,7 +72,7 @@ class Workspace:
         snakemake = shutil.which("snakemake", path=self.env()["PATH"])
         assert snakemake, "snakemake is not installed"
         return [snakemake, "-s", str(REPO / "Snakefile"), "-d", str(self.workdir), "--cores", "2",
-                "--configfile", str(self.config), *extra]
+                *extra, "--configfile", str(self.config)]
 
     def env(self) -> dict[str, str]:
         # The rules call the `bratsflow` command: this interpreter's scripts come first on the PATH.
