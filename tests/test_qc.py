@@ -12,8 +12,8 @@ import pytest
 from bratsflow.cli import main
 from bratsflow.errors import InputError
 from bratsflow.io import label_image, save_image, sha256_file
-from bratsflow.qc import (QCParams, agreement, binary_entropy, border_contact_cm2, flags, report_subject,
-                          vote_fractions)
+from bratsflow.qc import (QCParams, agreement, binary_entropy, border_contact_cm2, flags, record_flags,
+                          report_subject, vote_fractions)
 
 AFFINE = np.diag([2.0, 2.0, 2.0, 1.0])  # 8 µL voxels
 VOXEL_ML = 0.008
@@ -122,3 +122,38 @@ def test_cli_report_and_cohort_tables(subject, tmp_path):
     qc = pd.read_csv(qc_tsv, sep="\t")
     assert list(qc["flags"]) == ["low_agreement", "low_agreement"]
     assert qc.loc[0, "members"] == 3 and qc.loc[0, "WT_mean_pairwise_dice"] == pytest.approx(0.8333)
+
+
+def _registration(moving: str, fixed: str, nmi: float, first_failed: list[str] | None = None) -> dict:
+    attempts = [{"nmi": 1.0, "failed": first_failed}] if first_failed else []
+    return {"moving": moving, "fixed": fixed, "nmi_after": nmi, "method": "registered",
+            "attempts": [*attempts, {"nmi": nmi, "failed": []}]}
+
+
+def test_flags_from_the_earlier_steps_records():
+    params = QCParams()
+    good = {"registrations": {"t1": _registration("t1", "t1c", 1.09), "t1c": _registration("t1c", "atlas", 1.03),
+                              "flair": {"moving": "flair", "fixed": "t1c", "nmi_after": 1.0, "method": "kept as given",
+                                        "attempts": []}}}
+    brain = {"brain_volume_ml": 1400.0, "field_of_view": {"in_view_ml": 1400.0, "clipped_ml": 0.0}}
+    assert record_flags(good, brain, params) == []
+    assert record_flags(None, None, params) == []
+    marginal = {"registrations": {"t2": _registration("t2", "t1c", 1.05),
+                                  "t1c": _registration("t1c", "atlas", 1.015, ["coverage 0.85 is below 0.9"])}}
+    small = {"brain_volume_ml": 640.0, "field_of_view": {"in_view_ml": 640.0, "clipped_ml": 35.5}}
+    raised = {f["flag"]: f["reason"] for f in record_flags(marginal, small, params)}
+    assert list(raised) == ["registration_marginal", "registration_retried", "brain_volume",
+                            "brain_cut_by_field_of_view"]
+    assert raised["registration_marginal"] == ("t2 → t1c NMI 1.050 < report.min_nmi 1.06; t1c → atlas NMI 1.015 < "
+                                               "report.min_nmi_atlas 1.02")
+    assert "t1c → atlas (first attempt: coverage 0.85 is below 0.9)" in raised["registration_retried"]
+    assert "640 mL outside" in raised["brain_volume"] and "35.5 mL" in raised["brain_cut_by_field_of_view"]
+
+
+def test_an_unreadable_record_is_named(subject, tmp_path):
+    broken = tmp_path / "coregister.json"
+    broken.write_text("{not json")
+    with pytest.raises(InputError, match="not a readable step record") as error:
+        report_subject(subject["fused"], subject["members"], subject["brain"], tmp_path / "report", subject="s1",
+                       coregister_record=broken)
+    assert str(broken) in str(error.value)

@@ -20,7 +20,7 @@ from . import paths
 from .errors import InputError
 from .io import atomic_write
 from .labels import REGIONS
-from .step import check_record
+from .step import read_record
 
 # The subject figures the report step draws, in the order the page shows them; other PNGs follow by name.
 FIGURE_CAPTIONS = {
@@ -82,7 +82,7 @@ def load_subject(results: str | Path, subject: str) -> Subject:
     record_path = paths.step_record(results, subject, "report")
     if not record_path.is_file():
         raise InputError("no report record (run the report step first)", subject=subject, file=record_path)
-    record = check_record(json.loads(record_path.read_text()), record_path, subject)
+    record = read_record(record_path, subject)
     provenance_path = paths.provenance_file(results, subject)
     provenance = json.loads(provenance_path.read_text()) if provenance_path.is_file() else None
     figures = figure_order(list(paths.step_dir(results, subject, "report").glob("*.png")))

@@ -27,7 +27,7 @@ from .errors import ConfigError, InputError, RegistrationError
 from .io import check_image, from_ants, label_image, load_image, same_grid, save_image, to_ants
 from .modalities import MODALITY_NAMES
 from .paths import StepFiles
-from .step import StepRun, check_record
+from .step import StepRun, read_record
 
 log = logging.getLogger(__name__)
 
@@ -459,12 +459,10 @@ def to_native(image: str | Path, coregister_dir: str | Path, modality: str, out:
               reference: str | Path | None = None, labels: bool = False, fill_value: float = 0.0) -> Path:
     """Map an atlas-space image (or label map) into the native space of `modality` with the stored inverse
     transforms. `reference` is the native grid (default: the modality's input to co-registration)."""
-    import json
-
     import ants
 
     files = StepFiles(coregister_dir, "coregister")
-    record = check_record(json.loads(files.record.read_text()), files.record)
+    record = read_record(files.record)
     chains = record["transforms"]["to_atlas"]
     if modality not in chains:
         raise ConfigError(f"no transforms for modality {modality!r} in {coregister_dir}; have {sorted(chains)}")

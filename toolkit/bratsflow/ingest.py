@@ -17,7 +17,7 @@ from .errors import BratsflowError, InputError
 from .io import axcodes, check_image, load_image, reorient, sha256_file, spacing
 from .modalities import MODALITY_NAMES
 from .paths import StepFiles
-from .step import StepRun, check_record
+from .step import StepRun, read_record
 
 if TYPE_CHECKING:
     # Only named in annotations: cohort loads pandas and jsonschema, which ingest itself does not need.
@@ -170,13 +170,11 @@ def _without_subject(exc: BratsflowError) -> str:
 
 def cohort_table(records: list[str | Path]) -> "pd.DataFrame":
     """One row per subject and modality from the subjects' ingest.json records."""
-    import json
-
     import pandas as pd
 
     rows = []
     for path in records:
-        record = check_record(json.loads(Path(path).read_text()), path)
+        record = read_record(path)
         for modality, image in record["images"].items():
             source = record["inputs"][modality]
             rows.append({

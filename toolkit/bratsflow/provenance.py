@@ -83,16 +83,12 @@ def gather(subject: str, records: list[str | Path], *, containers: dict[str, str
     them collects, from the keys every record has (bratsflow.step.RECORD_KEYS), what a reader looks for first: the
     input checksums, software versions (one value when every step agrees, else the value each step ran with),
     models and atlases with their checksums, container images, and each step's time."""
-    from .step import check_record
+    from .step import read_record
 
     steps = {}
     for path in records:
         path = Path(path)
-        try:
-            record = json.loads(path.read_text())
-        except (OSError, ValueError) as exc:
-            raise InputError(f"not a readable step record ({exc})", subject=subject, file=path) from None
-        record = check_record(record, path, subject)
+        record = read_record(path, subject)
         if record["subject"] not in (None, subject):
             raise InputError(f"the record belongs to subject {record['subject']}", subject=subject, file=path)
         steps[f"{path.parent.name}/{path.stem}"] = record

@@ -8,6 +8,7 @@ step; what only one step knows (a registration's checks, a member's volumes) sit
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Mapping
 from contextlib import AbstractContextManager
@@ -128,3 +129,12 @@ def check_record(record: Any, file: str | Path, subject: str | None = None) -> d
         raise InputError(f"step record version {record['record_version']}, this bratsflow reads version "
                          f"{RECORD_VERSION}: rerun the step", subject=subject, file=file)
     return record
+
+
+def read_record(path: str | Path, subject: str | None = None) -> dict:
+    """A step record from its file (check_record), or an InputError naming the file and what is wrong."""
+    try:
+        record = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise InputError(f"not a readable step record ({exc})", subject=subject, file=path) from None
+    return check_record(record, path, subject)

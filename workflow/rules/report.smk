@@ -10,6 +10,8 @@ rule report:
         segmentation=str(step_files("fuse").segmentation),
         members=lambda wc: member_files(wc.subject),
         brain_mask=str(step_files("skullstrip").brain_mask),
+        coregister_record=str(step_files("coregister").record),
+        skullstrip_record=str(step_files("skullstrip").record),
         # The figures' images: skull-stripped (beside the brain mask) and co-registered (skull on).
         stripped=lambda wc: list(subject_images("skullstrip")(wc).values()),
         coregistered=lambda wc: list(subject_images("coregister")(wc).values()),
@@ -54,6 +56,7 @@ rule report:
     shell:
         "bratsflow report --subject {wildcards.subject} --segmentation {input.segmentation}"
         " --members {input.members} --names {params.names} --brain-mask {input.brain_mask}"
+        " --coregister-record {input.coregister_record} --skullstrip-record {input.skullstrip_record}"
         " --convention {params.convention} {params.thresholds} --missing-modalities {params.missing}"
         " --skullstrip-dir {params.skullstrip_dir}"
         " --coregister-dir {params.coregister_dir} --atlas {params.atlas} {params.atlas_mask}"

@@ -27,6 +27,10 @@ def add_commands(commands) -> None:
     figures.add_argument("--atlas", default=ReportImages.atlas, help="the co-registration's atlas (mni152, sri24 "
                          f"or a NIfTI path; default {ReportImages.atlas})")
     figures.add_argument("--atlas-mask", default=ReportImages.atlas_mask, help="brain mask of an atlas file")
+    report.add_argument("--coregister-record", type=Path, help="co-registration's record (flags marginal or retried "
+                                                               "registrations)")
+    report.add_argument("--skullstrip-record", type=Path, help="skull stripping's record (flags the brain volume and "
+                                                               "a brain cut by the field of view)")
     report.add_argument("--out", type=Path, required=True, help="output folder")
     report.add_argument("--subject", help="subject id, for messages and records")
     report.add_argument("--missing-modalities", nargs="*", default=[], choices=MODALITIES, metavar="MODALITY",
@@ -63,7 +67,8 @@ def run_report(args: argparse.Namespace) -> None:
     params = QCParams(**{field.name: getattr(args, field.name) for field in fields(QCParams)})
     report_subject(args.segmentation, dict(zip(names, args.members)), args.brain_mask, args.out,
                    convention=args.convention, params=params, images=_images(args), subject=args.subject,
-                   missing_modalities=args.missing_modalities)
+                   missing_modalities=args.missing_modalities, coregister_record=args.coregister_record,
+                   skullstrip_record=args.skullstrip_record)
 
 
 def _images(args: argparse.Namespace) -> ReportImages | None:
