@@ -40,7 +40,7 @@ class QCParams:
     min_nmi: float = 1.06
     min_nmi_atlas: float = 1.02
     # A brain mask outside this range (mL) is flagged (skull stripping fails a subject only outside its wider
-    # skullstrip.volume_range_ml): the real cases' masks hold 1,300–1,500 mL, the MNI152-based phantoms' 1,890.
+    # skullstrip.volume_range_ml): the real cases' masks hold 1,350 and 1,699 mL, the MNI152-based phantoms' 1,890.
     min_brain_ml: float = 900.0
     max_brain_ml: float = 2000.0
 
