@@ -8,12 +8,13 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import ndimage as ndi
 
 from bratsflow.cli import main
 from bratsflow.errors import InputError
 from bratsflow.io import label_image, save_image, sha256_file
-from bratsflow.qc import (QCParams, agreement, binary_entropy, border_contact_cm2, flags, record_flags,
-                          report_subject, vote_fractions)
+from bratsflow.qc import (QCParams, agreement, alignment_flags, binary_entropy, border_contact_cm2, flags,
+                          images_nmi, record_flags, report_subject, vote_fractions)
 
 AFFINE = np.diag([2.0, 2.0, 2.0, 1.0])  # 8 µL voxels
 VOXEL_ML = 0.008
@@ -157,3 +158,21 @@ def test_an_unreadable_record_is_named(subject, tmp_path):
         report_subject(subject["fused"], subject["members"], subject["brain"], tmp_path / "report", subject="s1",
                        coregister_record=broken)
     assert str(broken) in str(error.value)
+
+
+def test_images_moved_out_of_alignment_are_flagged():
+    """Two contrasts of one textured head (the FLAIR an inverted, noisy T1c) and the FLAIR moved by 10 voxels."""
+    rng = np.random.default_rng(0)
+    shape = (60, 60, 50)
+    grid = np.indices(shape).astype(float)
+    brain = sum(((g - (s - 1) / 2) / r) ** 2 for g, s, r in zip(grid, shape, (26, 26, 21))) <= 1
+    texture = ndi.gaussian_filter(rng.normal(size=shape), 3)
+    t1c = np.where(brain, 100 + 400 * texture, 0).astype(np.float32)
+    flair = np.where(brain, 300 - 500 * texture + rng.normal(0, 5, shape), 0).astype(np.float32)
+    moved = ndi.shift(flair, (10, 0, 0), order=1)
+    nmi = images_nmi({"t1c": t1c, "flair": flair, "moved": moved}, "t1c", brain, (1.0, 1.0, 1.0))
+    assert nmi["flair"] > 1.2 and nmi["moved"] < 1.02
+    raised = alignment_flags(nmi, "t1c", QCParams())
+    assert raised == [{"flag": "images_misaligned", "reason": "NMI with t1c inside the brain below "
+                                                              f"report.min_image_nmi 1.06: moved {nmi['moved']:.3f}"}]
+    assert alignment_flags({"flair": nmi["flair"]}, "t1c", QCParams()) == []

@@ -267,6 +267,8 @@ class SubjectData:
     disagreement: np.ndarray
     convention: str
     subject: str = ""
+    # The image the others were registered to (co-registration's centre): T1c, or its fallback.
+    reference: str = "t1c"
 
     def ras(self) -> SubjectData:
         """The same data in RAS voxel order (views of the arrays, no copies)."""
@@ -277,7 +279,8 @@ class SubjectData:
             np.diag([*ras_spacing(self.affine), 1.0]),
             {m: turn(v) for m, v in self.stripped.items()}, {m: turn(v) for m, v in self.coregistered.items()},
             turn(self.brain) > 0, turn(self.atlas_brain) > 0, turn(self.fused),
-            {m: turn(v) for m, v in self.members.items()}, turn(self.disagreement), self.convention, self.subject)
+            {m: turn(v) for m, v in self.members.items()}, turn(self.disagreement), self.convention, self.subject,
+            self.reference)
 
     @property
     def spacing(self) -> tuple[float, float, float]:
@@ -285,12 +288,6 @@ class SubjectData:
 
     def tumour(self) -> np.ndarray:
         return region_mask(self.fused, "WT", self.convention)
-
-    @property
-    def reference(self) -> str:
-        """The image the others were registered to: T1c, or the fallback centre of a subject without one
-        (missing_modalities: run-available), which comes first then."""
-        return "t1c" if "t1c" in self.coregistered else next(iter(self.coregistered))
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,10 @@ class QCParams:
     # skullstrip.volume_range_ml): the real cases' masks hold 1,350 and 1,699 mL, the MNI152-based phantoms' 1,890.
     min_brain_ml: float = 900.0
     max_brain_ml: float = 2000.0
+    # Each atlas-space image's NMI with the co-registration's reference inside the brain mask (both divided by their
+    # local mean, as co-registration's check does) below this is flagged images_misaligned. Real cases: 1.080–1.188
+    # as delivered; their FLAIR moved by 3 mm 1.033–1.035, by 10 mm 1.010–1.013 (README, Report).
+    min_image_nmi: float = 1.06
 
 
 @dataclass(frozen=True)
@@ -157,6 +161,24 @@ def record_flags(coregister: dict | None, skullstrip: dict | None, params: QCPar
     return raised
 
 
+def images_nmi(images: Mapping[str, np.ndarray], reference: str, brain: np.ndarray, spacing_mm) -> dict[str, float]:
+    """Each image's normalised mutual information with `reference` inside the brain, both divided by their local
+    mean (bratsflow.alignment.flatten: bias fields do not count) — how well the delivered images line up."""
+    from .alignment import flatten, normalized_mutual_information
+
+    fixed = flatten(images[reference], brain, spacing_mm)[brain]
+    return {m: round(normalized_mutual_information(fixed, flatten(data, brain, spacing_mm)[brain]), 4)
+            for m, data in images.items() if m != reference}
+
+
+def alignment_flags(image_nmi: Mapping[str, float], reference: str, params: QCParams) -> list[dict[str, str]]:
+    low = [f"{m} {value:.3f}" for m, value in image_nmi.items() if value < params.min_image_nmi]
+    if not low:
+        return []
+    return [{"flag": "images_misaligned", "reason": f"NMI with {reference} inside the brain below report.min_image_nmi "
+                                                    f"{params.min_image_nmi:g}: {', '.join(low)}"}]
+
+
 def report_subject(segmentation: str | Path, members: dict[str, str | Path], brain_mask: str | Path,
                    out_dir: str | Path, *, convention: str = DEFAULT_CONVENTION, params: QCParams = QCParams(),
                    images: ReportImages | None = None, subject: str | None = None,
@@ -166,6 +188,7 @@ def report_subject(segmentation: str | Path, members: dict[str, str | Path], bra
     `images` the QC figures (paths.FIGURES); `missing_modalities`: what the subject ran without
     (missing_modalities: run-available), recorded. With the co-registration's and skull stripping's records,
     their flags too (record_flags)."""
+    from .figures import PALETTE, SubjectData, report_figures
     from .step import StepRun, read_record
 
     files = StepFiles(out_dir, "report")
@@ -208,9 +231,20 @@ def report_subject(segmentation: str | Path, members: dict[str, str | Path], bra
     with run.phase("write"):
         run.save_image("votes", _float_image(np.moveaxis(votes, 0, -1), fused_img), files.votes)
         run.save_image("disagreement", _float_image(disagreement, fused_img), files.disagreement)
+    image_nmi = {}
     if images is not None:
+        with run.phase("load images"):
+            stripped, coregistered = _load_images(run, images, fused_img)
+        reference = earlier["coregister"]["centre"] if "coregister" in earlier else \
+            "t1c" if "t1c" in coregistered else next(iter(coregistered))
+        with run.phase("alignment"):
+            image_nmi = images_nmi(coregistered, reference, brain, fused_img.header.get_zooms()[:3])
+        raised += alignment_flags(image_nmi, reference, params)
         with run.phase("figures"):
-            _figures(run, files, images, fused_img, fused, member_labels, brain, disagreement, convention)
+            data = SubjectData(fused_img.affine, stripped, coregistered, brain, _atlas_brain(run, images, fused_img),
+                               fused, member_labels, disagreement, convention, run.subject or "", reference)
+            for name, figure in report_figures(data):
+                run.save_figure(name, figure, files.figure(name), PALETTE)
     return run.finish(
         members=list(members),
         missing_modalities=list(missing_modalities),
@@ -218,17 +252,15 @@ def report_subject(segmentation: str | Path, members: dict[str, str | Path], bra
         agreement=by_region,
         tumour_outside_brain=round(outside, 4),
         mask_border_contact_cm2=round(contact, 2),
+        image_nmi=image_nmi,
         flags=raised,
         maps={"votes": f"4-D, one volume per region in the order {list(REGIONS)}: the members' vote fraction",
               "disagreement": "the largest binary entropy (bits) of the three regions' votes"},
     )
 
 
-def _figures(run, files: StepFiles, images: ReportImages, grid: nib.Nifti1Image, fused: np.ndarray,
-             members: dict[str, np.ndarray], brain: np.ndarray, disagreement: np.ndarray, convention: str) -> None:
-    """Load the images and the atlas brain (on the fused segmentation's grid), draw the figures and save them."""
-    from .atlas import load_atlas
-    from .figures import PALETTE, SubjectData, report_figures
+def _load_images(run, images: ReportImages, grid: nib.Nifti1Image) -> tuple[dict[str, np.ndarray], ...]:
+    """The skull-stripped and co-registered atlas-space images, checked to lie on the fused segmentation's grid."""
     from .io import check_image, load_image
 
     def volumes(paths: Mapping[str, str | Path], kind: str) -> dict[str, np.ndarray]:
@@ -240,19 +272,20 @@ def _figures(run, files: StepFiles, images: ReportImages, grid: nib.Nifti1Image,
             out[modality] = np.asarray(img.dataobj, dtype=np.float32)
         return out
 
-    stripped, coregistered = volumes(images.stripped, "skull-stripped"), volumes(images.coregistered, "co-registered")
     run.add_inputs({**{f"stripped_{m}": p for m, p in images.stripped.items()},
                     **{f"coregistered_{m}": p for m, p in images.coregistered.items()}})
+    return volumes(images.stripped, "skull-stripped"), volumes(images.coregistered, "co-registered")
+
+
+def _atlas_brain(run, images: ReportImages, grid: nib.Nifti1Image) -> np.ndarray:
+    from .atlas import load_atlas
+
     atlas = load_atlas(images.atlas, images.atlas_mask)
     require_same_grid(atlas.image, grid, f"the grid of atlas {atlas.name}", why="the report outlines the atlas brain "
                       "on the atlas-space images", subject=run.subject)
     run.add_atlas(atlas.name, source=atlas.source, sha256=atlas.sha256)
     # A template without a mask is a brain-only one (the BraTS SRI24): its support is the brain.
-    atlas_brain = np.asarray((atlas.image if atlas.mask is None else atlas.mask).dataobj) > 0
-    data = SubjectData(grid.affine, stripped, coregistered, brain, atlas_brain, fused, members, disagreement,
-                       convention, run.subject or "")
-    for name, figure in report_figures(data):
-        run.save_figure(name, figure, files.figure(name), PALETTE)
+    return np.asarray((atlas.image if atlas.mask is None else atlas.mask).dataobj) > 0
 
 
 def _float_image(data: np.ndarray, reference: nib.Nifti1Image) -> nib.Nifti1Image:
