@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from PIL import Image
 
 from bratsflow import paths, steps
 from bratsflow.cli import main
@@ -199,6 +200,31 @@ def test_radiomics_image(images, chain, tmp_path):
     outside = pd.read_parquet(tmp_path / paths.radiomics_features(chain.results, SID).name)
     assert len(inside) > 100
     pd.testing.assert_frame_equal(inside, outside, check_exact=False, rtol=1e-6)
+
+
+def test_report_image(images, chain, tiny_atlas, tmp_path):
+    """The report step (maps, flags, the four figures: matplotlib and the atlas in its image) gives inside its image
+    what it gives outside."""
+    members = [str(paths.segment_member(chain.results, SID, m)) for m in ("labels", "regions")]
+    args = ["--subject", SID, "--segmentation", str(paths.fused_segmentation(chain.results, SID)),
+            "--members", *members, "--brain-mask", str(paths.brain_mask(chain.results, SID)),
+            "--skullstrip-dir", str(paths.step_dir(chain.results, SID, "skullstrip")),
+            "--coregister-dir", str(paths.step_dir(chain.results, SID, "coregister")),
+            "--atlas", str(tiny_atlas[0]), "--atlas-mask", str(tiny_atlas[1]),
+            "--coregister-record", str(paths.step_record(chain.results, SID, "coregister")),
+            "--skullstrip-record", str(paths.step_record(chain.results, SID, "skullstrip"))]
+    out = paths.step_dir(chain.results, SID, "report")
+    chain.run(images["report"], "report", *args, "--out", str(out))
+    assert main(["report", *args, "--out", str(tmp_path)]) == 0
+    inside, outside = (json.loads(paths.StepFiles(folder, "report").record.read_text()) for folder in (out, tmp_path))
+    for key in ("volumes_ml", "agreement", "flags"):
+        assert inside[key] == outside[key], key
+    # The image's scipy may differ from this environment's in the last digits of the local-mean filter.
+    assert inside["image_nmi"] == pytest.approx(outside["image_nmi"], abs=1e-3)
+    assert set(paths.FIGURES) <= set(inside["outputs"])
+    for name in paths.FIGURES:
+        assert Image.open(paths.StepFiles(out, "report").figure(name)).size == \
+            Image.open(paths.StepFiles(tmp_path, "report").figure(name)).size, name
 
 
 def test_report_steps_in_the_ingest_image(images, chain):
