@@ -22,9 +22,11 @@ def _cube(labels: np.ndarray, corner: int, size: int, value: int) -> np.ndarray:
 
 
 def write_subject(results: Path, subject: str, size: int, *, disagree: bool = False, enhancing: bool = True,
-                  figures: tuple[str, ...] = ("members", "overview"), provenance: bool = False) -> dict:
+                  figures: tuple[str, ...] = ("members", "overview"), provenance: bool = False,
+                  truth: bool = False) -> dict:
     """A subject whose whole tumour is a size³ cube (ET a smaller cube inside it unless `enhancing` is False);
-    `disagree`: the third member sees only the core, so the members' agreement is low."""
+    `disagree`: the third member sees only the core, so the members' agreement is low; `truth`: the fused map is
+    also the ground truth."""
     inputs = results.parent / "inputs" / subject
     inputs.mkdir(parents=True, exist_ok=True)
     fused = _cube(np.zeros(SHAPE, np.uint8), 3, size, 2)
@@ -38,7 +40,8 @@ def write_subject(results: Path, subject: str, size: int, *, disagree: bool = Fa
     brain[1:15, 1:15, 1:15] = 1
     brain_mask = save_image(label_image(brain, AFFINE), inputs / "brain.nii.gz")
     folder = paths.step_dir(results, subject, "report")
-    record = report_subject(segmentation, members, brain_mask, folder, subject=subject)
+    record = report_subject(segmentation, members, brain_mask, folder, subject=subject,
+                            truth=segmentation if truth else None)
     for index, name in enumerate(figures):
         write_png(folder / f"{name}.png", index)
     if provenance:

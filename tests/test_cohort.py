@@ -108,3 +108,30 @@ def test_bids_missing_modality_and_bad_root(tmp_path):
         discover_bids(tmp_path / "sub-01")
     with pytest.raises(ConfigError, match="not a folder"):
         discover_bids(tmp_path / "nope")
+
+
+def test_truth_column_present_empty_and_missing(tmp_path):
+    truth = tmp_path / "cohort" / "truth" / "s1.nii.gz"
+    truth.parent.mkdir(parents=True)
+    truth.write_bytes(b"")
+    sheet = _sheet(tmp_path, "s1\ta\tb\tc\td\ttruth/s1.nii.gz\ns2\ta\tb\tc\td\t\ns3\ta\tb\tc\td\tgone.nii.gz\n",
+                   header=HEADER.rstrip("\n") + "\ttruth\n")
+    s1, s2, s3 = load_sheet(sheet)
+    assert s1.truth == truth and s1.truth_problem() is None
+    assert s2.truth is None and s2.truth_problem() is None
+    assert s3.truth == tmp_path / "cohort" / "gone.nii.gz"
+    assert s3.truth_problem() == (f"ground truth {s3.truth} (column truth of row 4 of the sample sheet {sheet}) "
+                                  "does not exist")
+    # A sheet without the column: no subject has a truth.
+    assert load_sheet(_sheet(tmp_path, "s1\ta\tb\tc\td\n"))[0].truth is None
+
+
+def test_bids_truth_from_the_synthetic_layout(tmp_path):
+    from bratsflow.paths import TruthFiles
+
+    for sid in ("sub-01", "sub-02"):
+        _touch(tmp_path / sid / "anat" / f"{sid}_T1w.nii.gz")
+    _touch(TruthFiles(tmp_path, "sub-01").labels)
+    first, second = discover_bids(tmp_path)
+    assert first.truth == TruthFiles(tmp_path, "sub-01").labels and first.truth_problem() is None
+    assert second.truth is None

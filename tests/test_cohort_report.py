@@ -76,6 +76,25 @@ def test_flags_thresholds_agreement_and_provenance_are_shown(results):
     assert "No provenance.json yet" in flagged
 
 
+def test_the_ground_truth_metrics_where_a_subject_has_a_truth(results, tmp_path):
+    assert "(truth)" not in paths.report_index(results).read_text()
+    assert "Against the ground truth" not in paths.report_page(results, "sub-001").read_text()
+    scored = tmp_path / "results"
+    write_subject(scored, "sub-001", 6, disagree=True, truth=True)
+    write_subject(scored, "sub-002", 4)
+    write_cohort_tables(scored, ["sub-001", "sub-002"])
+    build(scored)
+    page = paths.report_page(scored, "sub-001").read_text()
+    table = page[page.index("Against the ground truth"):]
+    assert "<th>HD95 (mm)</th>" in table
+    assert "<td>fused</td><td>WT</td><td>1.000</td><td>0.000</td>" in table
+    assert table.count("<td>c</td>") == 3 and "<td>c</td><td>WT</td><td>1.000</td>" not in table
+    assert "Against the ground truth" not in paths.report_page(scored, "sub-002").read_text()
+    index = paths.report_index(scored).read_text()
+    assert '<th data-type="number">WT Dice (truth)</th>' in index
+    assert '<td data-value="1.0">1.000</td>' in index and '<td data-value="">–</td>' in index
+
+
 def test_the_report_moves_with_the_results_and_rebuilds_bit_for_bit(results, tmp_path):
     moved = tmp_path / "elsewhere"
     shutil.copytree(results, moved)

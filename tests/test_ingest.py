@@ -67,6 +67,16 @@ def test_all_problems_of_a_subject_are_reported_and_good_output_is_kept(subject,
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before, "existing outputs untouched"
 
 
+def test_a_named_truth_that_does_not_exist_fails_the_subject_at_ingest(subject, tmp_path):
+    from dataclasses import replace
+
+    absent = replace(subject, truth=tmp_path / "gone.nii.gz", truth_source="column truth of row 2 of the sample sheet")
+    with pytest.raises(InputError, match=f"ground truth {tmp_path / 'gone.nii.gz'} \\(column truth of row 2 of the "
+                                         "sample sheet\\) does not exist"):
+        ingest_subject(absent, tmp_path / "ingest", spacing_range_mm=TINY_SPACING_RANGE_MM)
+    assert not (tmp_path / "ingest").exists() or not list((tmp_path / "ingest").iterdir())
+
+
 def test_inputs_are_not_modified(subject, tmp_path):
     copies = tmp_path / "inputs"
     copies.mkdir()

@@ -13,8 +13,8 @@ from scipy import ndimage as ndi
 from bratsflow.cli import main
 from bratsflow.errors import InputError
 from bratsflow.io import label_image, save_image, sha256_file
-from bratsflow.qc import (QCParams, agreement, alignment_flags, binary_entropy, border_contact_cm2, flags,
-                          images_nmi, record_flags, report_subject, vote_fractions)
+from bratsflow.qc import (QCParams, agreement, alignment_flags, binary_entropy, border_contact_cm2, cohort_tables,
+                          flags, images_nmi, record_flags, report_subject, vote_fractions)
 
 AFFINE = np.diag([2.0, 2.0, 2.0, 1.0])  # 8 µL voxels
 VOXEL_ML = 0.008
@@ -123,6 +123,51 @@ def test_cli_report_and_cohort_tables(subject, tmp_path):
     qc = pd.read_csv(qc_tsv, sep="\t")
     assert list(qc["flags"]) == ["low_agreement", "low_agreement"]
     assert qc.loc[0, "members"] == 3 and qc.loc[0, "WT_mean_pairwise_dice"] == pytest.approx(0.8333)
+    assert not any(column.endswith("_dice_truth") for column in qc.columns)
+
+
+def test_cohort_qc_table_has_the_fused_dice_where_a_subject_has_a_truth(subject, tmp_path):
+    shifted = save_image(label_image(subject["arrays"][1], AFFINE), tmp_path / "truth.nii.gz")
+    records = []
+    for sid, truth in (("s1", None), ("s2", shifted)):
+        report_subject(subject["fused"], subject["members"], subject["brain"], tmp_path / sid, subject=sid,
+                       truth=truth)
+        records.append(tmp_path / sid / "report.json")
+    _, qc = cohort_tables(records)
+    assert qc["WT_dice_truth"].isna().tolist() == [True, False]
+    assert qc.loc[1, "WT_dice_truth"] == 0.75 and qc.loc[1, "ET_dice_truth"] == 0.0
+
+
+def test_report_scores_the_members_and_the_fused_segmentation_against_a_truth(subject, tmp_path):
+    truth = save_image(label_image(subject["arrays"][0], AFFINE), tmp_path / "truth.nii.gz")
+    record = report_subject(subject["fused"], subject["members"], subject["brain"], tmp_path / "report",
+                            subject="s1", truth=truth)
+    metrics = record["metrics"]
+    assert list(metrics) == ["fused", "a", "b", "c"]
+    assert all(metrics[name][r]["dice"] == 1.0 and metrics[name][r]["hd95"] == 0.0
+               for name in ("fused", "a") for r in ("WT", "TC", "ET"))
+    # c: the 4³ whole tumour shifted by one voxel (48 of 64 voxels shared), no core.
+    assert metrics["c"]["WT"]["dice"] == 0.75 and metrics["c"]["WT"]["hd95"] > 0
+    assert metrics["c"]["ET"]["dice"] == 0.0 and metrics["c"]["ET"]["hd95"] == 374.0
+    assert metrics["c"]["WT"]["volume_gt_ml"] == pytest.approx(64 * VOXEL_ML)
+    assert isinstance(metrics["c"]["WT"]["gt_lesions"], int) and "lesion_dice" in metrics["c"]["WT"]
+    assert record["inputs"]["truth"]["sha256"] == sha256_file(truth)
+    assert json.loads((tmp_path / "report" / "report.json").read_text())["metrics"] == metrics
+    # Without a truth: no metrics.
+    assert report_subject(subject["fused"], subject["members"], subject["brain"], tmp_path / "plain")["metrics"] == {}
+
+
+def test_report_refuses_a_truth_off_the_atlas_grid_or_with_foreign_labels(subject, tmp_path):
+    labels = subject["arrays"][0]
+    native = save_image(label_image(labels, np.diag([1.0, 1.0, 1.0, 1.0])), tmp_path / "native.nii.gz")
+    with pytest.raises(InputError, match="not on the fused segmentation's grid .*truth in native space is not "
+                                         "supported yet"):
+        report_subject(subject["fused"], subject["members"], subject["brain"], tmp_path / "out", truth=native)
+    foreign = save_image(label_image(np.where(labels == 3, 4, labels), AFFINE), tmp_path / "brats2021.nii.gz")
+    with pytest.raises(InputError, match=r"label values \[4\] are not part of convention brats2023") as error:
+        report_subject(subject["fused"], subject["members"], subject["brain"], tmp_path / "out", truth=foreign)
+    assert str(foreign) in str(error.value)
+    assert not (tmp_path / "out" / "report.json").exists()
 
 
 def _registration(moving: str, fixed: str, nmi: float, first_failed: list[str] | None = None) -> dict:

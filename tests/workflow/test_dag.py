@@ -40,6 +40,15 @@ def test_default_dry_run_plans_the_demo_cohort(tmp_path):
     assert out.count("rule report_html:") == 1 and "report/subjects/sub-003.html" in out
 
 
+def test_default_dry_run_scores_the_demo_subjects_against_their_truth(tmp_path):
+    """The default sheet's truth column names the demo's atlas-space truth, which the demo rule makes: the report
+    is planned after it and is given it."""
+    record = paths.step_files(tmp_path / "results", "sub-001", "report").record
+    result = snakemake(str(record), "-n", "-p", "--cores", "2", "--config", f"results={tmp_path / 'results'}")
+    out = result.stdout + result.stderr
+    assert f"--truth {TruthFiles('demo', 'sub-001').labels}" in out
+
+
 def _sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 

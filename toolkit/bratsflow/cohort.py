@@ -21,7 +21,7 @@ import yaml
 from .availability import check_policy
 from .errors import ConfigError, InputError
 from .modalities import MODALITIES, MODALITY_NAMES
-from .paths import COHORT, REPORT_SITE
+from .paths import COHORT, REPORT_SITE, TruthFiles
 
 # Top-level folders of RESULTS beside the subjects'.
 RESERVED_IDS = {COHORT, REPORT_SITE}
@@ -36,6 +36,18 @@ class Subject:
     # The modalities with no image at all (an empty sheet cell, no BIDS file): what `run-available` leaves out.
     # A named file that does not exist, or two candidates, stay problems under every policy.
     missing: frozenset[str] = frozenset()
+    # A ground-truth label map on the atlas grid (sheet column `truth`, a BIDS tree's derivatives/truth): the report
+    # scores the members and the fused segmentation against it.
+    truth: Path | None = None
+    # Where the truth was named, for the message when its file is missing.
+    truth_source: str = ""
+
+    def truth_problem(self) -> str | None:
+        """Why the named truth cannot be used, checked when asked: the demo rule writes the demo cohort's truth
+        after the sheet is read."""
+        if self.truth is None or self.truth.is_file():
+            return None
+        return f"ground truth {self.truth} ({self.truth_source}) does not exist"
 
     def image(self, modality: str) -> Path:
         if modality in self.problems:
@@ -110,11 +122,18 @@ def load_sheet(path: str | Path) -> list[Subject]:
                 problems[modality] = (f"no {MODALITY_NAMES[modality]} image: column {modality} of row {row_number} "
                                       f"is empty in the sample sheet {path}")
                 continue
-            image = Path(value).expanduser()
-            # normpath keeps "config/../demo/x" spelled "demo/x", as the rule that makes x names it
-            images[modality] = image if image.is_absolute() else Path(os.path.normpath(path.parent / image))
-        subjects.append(Subject(row["subject_id"], images, problems, frozenset(problems)))
+            images[modality] = _sheet_path(path, value)
+        truth = _sheet_path(path, row["truth"]) if row.get("truth") else None
+        subjects.append(Subject(row["subject_id"], images, problems, frozenset(problems), truth,
+                                f"column truth of row {row_number} of the sample sheet {path}"))
     return subjects
+
+
+def _sheet_path(sheet: Path, value: str) -> Path:
+    """A path named in the sheet; a relative one is resolved against the sheet's folder."""
+    named = Path(value).expanduser()
+    # normpath keeps "config/../demo/x" spelled "demo/x", as the rule that makes x names it
+    return named if named.is_absolute() else Path(os.path.normpath(sheet.parent / named))
 
 
 # BIDS anat suffixes -> modality. A T1w with a contrast-agent entity (ce-...) is the post-contrast T1.
@@ -133,7 +152,9 @@ def _bids_modality(name: str) -> str | None:
 
 
 def discover_bids(root: str | Path) -> list[Subject]:
-    """Subjects (and sessions, as `sub-X_ses-Y`) of a BIDS raw tree; one file per modality is expected."""
+    """Subjects (and sessions, as `sub-X_ses-Y`) of a BIDS raw tree; one file per modality is expected. A
+    subject's atlas-space truth in derivatives/truth (the synthetic cohort's, bratsflow.paths.TruthFiles) is used
+    when present."""
     root = Path(root)
     if not root.is_dir():
         raise ConfigError("BIDS root is not a folder", file=root)
@@ -162,7 +183,9 @@ def discover_bids(root: str | Path) -> list[Subject]:
                 names = ", ".join(f.name for f in files)
                 problems[modality] = (f"{len(files)} candidate {MODALITY_NAMES[modality]} images in {anat} "
                                       f"({names}); list the one to use in a sample sheet")
-        subjects.append(Subject(sid, images, problems, frozenset(missing)))
+        # The synthetic cohort's layout (bratsflow.paths.TruthFiles); only sessionless subjects can match it.
+        truth = TruthFiles(root, sid).labels
+        subjects.append(Subject(sid, images, problems, frozenset(missing), truth if truth.is_file() else None))
     return subjects
 
 

@@ -1,6 +1,7 @@
 """The cohort's HTML report: RESULTS/report/index.html (a sortable, filterable table of every subject and the
 cohort's plots) and one page per subject, RESULTS/report/subjects/<subject>.html (figures, QC flags with reasons
-and thresholds, the members' agreement, provenance).
+and thresholds, the members' agreement, the BraTS metrics against a ground truth where there is one,
+provenance).
 
 Static and self-contained: inline CSS and script, no network; every link and image is relative, so the results
 folder can be moved or zipped whole. The pages and plots are results listed in the manifest, so they hold nothing
@@ -170,11 +171,13 @@ def index_page(subjects: list[Subject], plots: list[Plot], tables: list[Path], s
     """index.html: the subject table (click a header to sort, type to filter), links to the cohort `tables` and
     the cohort plots."""
     volumes = volume_columns(subjects)
+    scored = any(s.record.get("metrics") for s in subjects)
     header = (['<th data-type="text">subject</th>']
               + [f'<th data-type="number">{escape(v)} (mL)</th>' for v in volumes]
               + [f'<th data-type="number">{escape(r)} Dice</th>' for r in REGIONS]
+              + (['<th data-type="number">WT Dice (truth)</th>'] if scored else [])
               + ['<th data-type="number">flags</th>'])
-    rows = [_index_row(s, volumes, site) for s in subjects]
+    rows = [_index_row(s, volumes, site, scored) for s in subjects]
     flagged = sum(1 for s in subjects if s.flags)
     links = ", ".join(f'<a href="{_href(t, site)}">{escape(t.name)}</a>' for t in tables)
     figures = "".join(f'<figure><img src="{_href(p.path, site)}" alt="{escape(p.caption)}">'
@@ -192,20 +195,28 @@ def index_page(subjects: list[Subject], plots: list[Plot], tables: list[Path], s
     return _page("bratsflow cohort report", body, INDEX_SCRIPT)
 
 
-def _index_row(subject: Subject, volumes: list[str], site: Path) -> str:
+def _index_row(subject: Subject, volumes: list[str], site: Path, scored: bool) -> str:
     record = subject.record
     link = _href(paths.report_page(site.parent, subject.id), site)
     cells = [f'<td data-value="{escape(subject.id)}"><a href="{link}">{escape(subject.id)}</a></td>']
     for key in volumes:
         value = record["volumes_ml"].get(key)
-        cells.append(f'<td data-value="{"" if value is None else value!r}">{_number(value)}</td>')
+        cells.append(_number_cell(value))
     for region in REGIONS:
         dice = record["agreement"][region]["mean_pairwise_dice"]
-        cells.append(f'<td data-value="{dice!r}">{_number(dice, 3)}</td>')
+        cells.append(_number_cell(dice, 3))
+    if scored:
+        truth_dice = subject.record.get("metrics", {}).get("fused", {}).get("WT", {}).get("dice")
+        cells.append(_number_cell(truth_dice, 3))
     names = " ".join(f["flag"] for f in subject.flags)
     cells.append(f'<td data-value="{len(subject.flags)}">{_flag_badges(subject.flags)}</td>')
     return (f'<tr data-subject="{escape(subject.id)}" data-flags="{escape(names)}">'
             + "".join(cells) + "</tr>\n")
+
+
+def _number_cell(value: float | None, digits: int = 2) -> str:
+    """A cell the index's script sorts by `value`: an empty data-value when there is none, as the script expects."""
+    return f'<td data-value="{"" if value is None else repr(value)}">{_number(value, digits)}</td>'
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -237,9 +248,27 @@ def subject_page(subject: Subject, page: Path, index: Path) -> str:
             f"{len(record['members'])} ensemble members: {members}.</p></header>\n"
             f'<section class="columns"><div><h2>QC flags</h2>{flags}<p>{checks}</p><h3>Thresholds</h3>{thresholds}'
             f'</div><div><h2>Volumes</h2>{volumes}</div><div><h2>Members\' agreement</h2>{agreement}</div></section>\n'
+            + metrics_html(record.get("metrics", {})) +
             f'<section><h2>Figures</h2><div class="figures">{figures}</div></section>\n'
             f"<section><h2>Provenance</h2>{provenance_html(subject)}</section>")
     return _page(f"{subject.id} – bratsflow report", body)
+
+
+# The metrics the subject page shows of each segmentation and region (bratsflow.metrics): record key -> header.
+METRIC_COLUMNS = {"dice": "Dice", "hd95": "HD95 (mm)", "lesion_dice": "lesion-wise Dice",
+                  "lesion_hd95": "lesion-wise HD95 (mm)", "sensitivity": "sensitivity", "specificity": "specificity"}
+
+
+def metrics_html(metrics: dict) -> str:
+    """The BraTS metrics of the fused segmentation and each member against the ground truth, or nothing without
+    a truth."""
+    if not metrics:
+        return ""
+    rows = [[escape(name), escape(region), *(_number(scores[k], 3) for k in METRIC_COLUMNS)]
+            for name, by_region in metrics.items() for region, scores in by_region.items()]
+    return ("<section><h2>Against the ground truth</h2><p>BraTS metrics per region (bratsflow metrics); 'fused' is "
+            "the ensemble's segmentation.</p>"
+            + _table(["segmentation", "region", *METRIC_COLUMNS.values()], rows, "data") + "</section>\n")
 
 
 def provenance_html(subject: Subject) -> str:

@@ -124,6 +124,10 @@ def ingest_subject(subject: Subject, out_dir: str | Path, *, orientation: str = 
             except BratsflowError as exc:
                 problems.append(_without_subject(exc))
         problems += _repeated_sources(checked)
+        # Found here, not hours later by the report.
+        truth_problem = subject.truth_problem()
+        if truth_problem:
+            problems.append(truth_problem)
         if problems:
             raise InputError("; ".join(problems), subject=sid)
 

@@ -5,6 +5,9 @@ Uncertainty: for each nested region (WT, TC, ET) the vote fraction of the member
 and its binary entropy in bits (0 unanimous, 1 split evenly); the disagreement map is the largest of the three
 entropies. Per region: the members' mean pairwise Dice (1 with one member) and the disputed volume (voxels some
 but not all members put in the region).
+
+With a ground truth on the atlas grid (sample sheet column `truth`, the synthetic cohort's), the BraTS metrics
+(bratsflow.metrics.evaluate: region-wise and lesion-wise) of each member and of the fused segmentation.
 """
 
 from __future__ import annotations
@@ -192,11 +195,12 @@ def report_subject(segmentation: str | Path, members: dict[str, str | Path], bra
                    out_dir: str | Path, *, convention: str = DEFAULT_CONVENTION, params: QCParams = QCParams(),
                    images: ReportImages | None = None, subject: str | None = None,
                    missing_modalities: Sequence[str] = (), coregister_record: str | Path | None = None,
-                   skullstrip_record: str | Path | None = None) -> dict:
+                   skullstrip_record: str | Path | None = None, truth: str | Path | None = None) -> dict:
     """Write the subject's vote fractions, disagreement map and record (volumes, agreement, flags), and with
     `images` the QC figures (paths.FIGURES); `missing_modalities`: what the subject ran without
     (missing_modalities: run-available), recorded. With the co-registration's and skull stripping's records,
-    their flags too (record_flags)."""
+    their flags too (record_flags). With a `truth` label map on the fused segmentation's grid, the BraTS metrics
+    of the fused segmentation and of each member (truth_metrics)."""
     from .figures import PALETTE, SubjectData, report_figures
     from .step import StepRun, read_record
 
@@ -220,7 +224,9 @@ def report_subject(segmentation: str | Path, members: dict[str, str | Path], bra
         require_same_grid(brain_img, fused_img, "the fused segmentation's grid", why="the brain mask",
                           subject=subject, file=brain_mask)
         brain = np.asarray(brain_data) > 0
+        truth_labels = None if truth is None else _truth_labels(truth, fused_img, convention, subject)
     run.add_inputs({"segmentation": segmentation, "brain_mask": brain_mask,
+                    **({"truth": truth} if truth is not None else {}),
                     **{f"member_{name}": path for name, path in members.items()},
                     **{f"{name}_record": path for name, path in (("coregister", coregister_record),
                                                                  ("skullstrip", skullstrip_record)) if path}})
@@ -240,6 +246,11 @@ def report_subject(segmentation: str | Path, members: dict[str, str | Path], bra
     with run.phase("write"):
         run.save_image("votes", _float_image(np.moveaxis(votes, 0, -1), fused_img), files.votes)
         run.save_image("disagreement", _float_image(disagreement, fused_img), files.disagreement)
+    scores = {}
+    if truth_labels is not None:
+        with run.phase("metrics"):
+            scores = truth_metrics({"fused": fused, **member_labels}, truth_labels, convention,
+                                   fused_img.header.get_zooms()[:3])
     image_nmi = {}
     if images is not None:
         with run.phase("load images"):
@@ -262,10 +273,40 @@ def report_subject(segmentation: str | Path, members: dict[str, str | Path], bra
         tumour_outside_brain=round(outside, 4),
         mask_border_contact_cm2=round(contact, 2),
         image_nmi=image_nmi,
+        metrics=scores,
         flags=raised,
         maps={"votes": f"4-D, one volume per region in the order {list(REGIONS)}: the members' vote fraction",
               "disagreement": "the largest binary entropy (bits) of the three regions' votes"},
     )
+
+
+def _truth_labels(truth: str | Path, grid: nib.Nifti1Image, convention: str, subject: str | None) -> np.ndarray:
+    """The truth's labels, checked to be valid in `convention` and to lie on the fused segmentation's grid."""
+    data, img, _ = label_data(truth, subject=subject)
+    require_same_grid(img, grid, "the fused segmentation's grid", why="the ground truth must lie on the atlas grid "
+                      "(truth in native space is not supported yet)", subject=subject, file=truth)
+    data = np.asarray(data)
+    to_depth(data, convention, subject=subject, file=truth)
+    return data
+
+
+def truth_metrics(segmentations: Mapping[str, np.ndarray], truth: np.ndarray, convention: str,
+                  spacing_mm) -> dict[str, dict[str, dict[str, float | int]]]:
+    """Segmentation name -> region -> its BraTS metrics against `truth` (bratsflow.metrics.evaluate: Dice, HD95,
+    sensitivity, specificity, volumes and the lesion-wise scores)."""
+    from .metrics import evaluate
+
+    out = {}
+    for name, labels in segmentations.items():
+        table, _ = evaluate(labels, truth, convention, spacing_mm)
+        out[name] = {row.pop("region"): {k: _rounded(v) for k, v in row.items()}
+                     for row in table.to_dict("records")}
+    return out
+
+
+def _rounded(value) -> float | int:
+    """A table value as JSON: counts stay integers, measures get 4 decimals."""
+    return int(value) if isinstance(value, (int, np.integer)) else round(float(value), 4)
 
 
 def _load_images(run, images: ReportImages, grid: nib.Nifti1Image) -> tuple[dict[str, np.ndarray], ...]:
@@ -306,7 +347,8 @@ def _float_image(data: np.ndarray, reference: nib.Nifti1Image) -> nib.Nifti1Imag
 
 def cohort_tables(records: list[str | Path]) -> tuple["pd.DataFrame", "pd.DataFrame"]:
     """From the subjects' report records: volumes (one row per subject, mL of each region and of the brain) and
-    QC (one row per subject: flags, agreement, disputed volume, tumour outside the brain)."""
+    QC (one row per subject: flags, agreement, disputed volume, the fused segmentation's Dice against the truth
+    where a subject has one, tumour outside the brain)."""
     import pandas as pd
 
     from .step import read_record
@@ -324,6 +366,8 @@ def cohort_tables(records: list[str | Path]) -> tuple["pd.DataFrame", "pd.DataFr
                    **{f"{region}_mean_pairwise_dice": record["agreement"][region]["mean_pairwise_dice"]
                       for region in REGIONS},
                    **{f"{region}_disputed_ml": record["agreement"][region]["disputed_ml"] for region in REGIONS},
+                   **{f"{region}_dice_truth": scores["dice"]
+                      for region, scores in record.get("metrics", {}).get("fused", {}).items()},
                    "tumour_outside_brain": record["tumour_outside_brain"],
                    "mask_border_contact_cm2": record["mask_border_contact_cm2"],
                    "reasons": " | ".join(f["reason"] for f in record["flags"])})

@@ -145,6 +145,13 @@ def subject_inputs(wildcards):
     ]
 
 
+def subject_truth(wildcards):
+    """The subject's ground truth when it exists or the demo rule can make it; one named but missing fails the
+    subject at ingest, naming the sheet's row (bratsflow.cohort.Subject.truth_problem)."""
+    truth = SUBJECTS[wildcards.subject].truth
+    return [str(truth)] if truth is not None and (demo_file(truth) or truth.is_file()) else []
+
+
 def step_files(step, subject="{subject}"):
     """A step's files (bratsflow.paths.StepFiles): the names the step itself writes."""
     return paths.step_files(RESULTS, subject, step)

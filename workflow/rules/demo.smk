@@ -5,6 +5,8 @@ rule synth_demo_subject:
     output:
         images=[str(paths.bids_image_path(DEMO["root"], "{demo_subject}", m)) for m in MODALITIES],
         truth=str(paths.TruthFiles(DEMO["root"], "{demo_subject}").record),
+        # The report scores the segmentations against it (the default sheet's truth column).
+        truth_labels=str(paths.TruthFiles(DEMO["root"], "{demo_subject}").labels),
     wildcard_constraints:
         demo_subject=r"sub-\d{3}",
     params:

@@ -15,6 +15,7 @@ rule report:
         # The figures' images: skull-stripped (beside the brain mask) and co-registered (skull on).
         stripped=lambda wc: list(subject_images("skullstrip")(wc).values()),
         coregistered=lambda wc: list(subject_images("coregister")(wc).values()),
+        truth=subject_truth,
     output:
         votes=str(REPORT_FILES.votes),
         disagreement=str(REPORT_FILES.disagreement),
@@ -34,6 +35,7 @@ rule report:
         names=lambda wc: " ".join(subject_members(wc.subject)),
         missing=lambda wc: " ".join(absent(subject_modalities(wc.subject))),
         convention=config["convention"],
+        truth=lambda wc, input: f"--truth {input.truth}" if input.truth else "",
         thresholds=" ".join(f"--{key.replace('_', '-')} {value}" for key, value in REPORT.items()),
         skullstrip_dir=lambda wc, input: Path(input.brain_mask).parent,
         coregister_dir=lambda wc, input: Path(input.coregistered[0]).parent,
@@ -59,7 +61,7 @@ rule report:
         " --coregister-record {input.coregister_record} --skullstrip-record {input.skullstrip_record}"
         " --convention {params.convention} {params.thresholds} --missing-modalities {params.missing}"
         " --skullstrip-dir {params.skullstrip_dir}"
-        " --coregister-dir {params.coregister_dir} --atlas {params.atlas} {params.atlas_mask}"
+        " --coregister-dir {params.coregister_dir} --atlas {params.atlas} {params.atlas_mask} {params.truth}"
         " --out {params.out} > {log} 2>&1"
 
 

@@ -31,6 +31,8 @@ def add_commands(commands) -> None:
                                                                "registrations)")
     report.add_argument("--skullstrip-record", type=Path, help="skull stripping's record (flags the brain volume and "
                                                                "a brain cut by the field of view)")
+    report.add_argument("--truth", type=Path, help="a ground-truth label map on the atlas grid: the BraTS metrics of "
+                                                   "the members and the fused segmentation")
     report.add_argument("--out", type=Path, required=True, help="output folder")
     report.add_argument("--subject", help="subject id, for messages and records")
     report.add_argument("--missing-modalities", nargs="*", default=[], choices=MODALITIES, metavar="MODALITY",
@@ -68,7 +70,7 @@ def run_report(args: argparse.Namespace) -> None:
     report_subject(args.segmentation, dict(zip(names, args.members)), args.brain_mask, args.out,
                    convention=args.convention, params=params, images=_images(args), subject=args.subject,
                    missing_modalities=args.missing_modalities, coregister_record=args.coregister_record,
-                   skullstrip_record=args.skullstrip_record)
+                   skullstrip_record=args.skullstrip_record, truth=args.truth)
 
 
 def _images(args: argparse.Namespace) -> ReportImages | None:
