@@ -221,3 +221,8 @@ def test_images_moved_out_of_alignment_are_flagged():
     assert raised == [{"flag": "images_misaligned", "reason": "NMI with t1c inside the brain below "
                                                               f"report.min_image_nmi 1.06: moved {nmi['moved']:.3f}"}]
     assert alignment_flags({"flair": nmi["flair"]}, "t1c", QCParams()) == []
+
+
+def test_a_member_named_fused_is_refused(subject, tmp_path):
+    with pytest.raises(InputError, match="a member named 'fused'"):
+        report_subject(subject["fused"], {"fused": subject["members"]["a"]}, subject["brain"], tmp_path / "r")

@@ -208,6 +208,9 @@ def report_subject(segmentation: str | Path, members: dict[str, str | Path], bra
     run = StepRun("report", subject, files.record, parameters={"convention": convention, **asdict(params)})
     if not members:
         raise InputError("the report needs the ensemble's member label maps", subject=subject)
+    if "fused" in members:
+        raise InputError("a member named 'fused' cannot be told from the fused segmentation in the report: rename "
+                         "the member (segment.members)", subject=subject)
     with run.phase("load"):
         fused, fused_img, _ = label_data(segmentation, subject=subject)
         fused = np.asarray(fused)
