@@ -2,8 +2,8 @@
 
     python bench/gpu_hdbet.py [--device cuda] [--repeats 3]
 
-Trains the tests' tiny brain-extraction model (tests/nnunet_helpers.py) on two 3 mm synthetic subjects, installs
-it into a temporary model store, and runs `skullstrip --backend hdbet` on a held-out subject, with and without
+Installs the tests' tiny brain-extraction model (tests/data/tiny_models/hdbet, trained on two 3 mm synthetic
+subjects) into a temporary model store, and runs `skullstrip --backend hdbet` on a held-out subject, with and without
 TTA, on the requested device and on the CPU: prints the device torch used, median wall times, the masks' Dice
 against the truth, and the Dice between the GPU and CPU masks.
 """
@@ -23,17 +23,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from nnunet_helpers import train_tiny_model  # noqa: E402
+from conftest import TINY_MODELS, TINY_RESOLUTION_MM, TINY_SEED, TINY_SUBJECTS  # noqa: E402
+from nnunet_helpers import atlas_space_t1  # noqa: E402
 
-from bratsflow import models, paths, synth  # noqa: E402
+from bratsflow import models, synth  # noqa: E402
 from bratsflow.metrics import dice  # noqa: E402
 from bratsflow.skullstrip import SkullstripParams, skullstrip  # noqa: E402
-
-
-def atlas_space_t1(root: Path, sid: str) -> tuple[nib.Nifti1Image, np.ndarray]:
-    truth = nib.load(paths.TruthFiles(root, sid).brain_mask)
-    return (nib.Nifti1Image(synth.resample_native_to_atlas(root, sid)["t1"].astype(np.float32), truth.affine),
-            np.asarray(truth.dataobj) > 0)
 
 
 def main() -> None:
@@ -48,18 +43,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="gpu-hdbet-") as tmp:
         tmp = Path(tmp)
         os.environ[models.STORE_ENV] = str(tmp / "store")
-        synth.generate_cohort(tmp / "cohort", 3, 7, synth.SynthParams(resolution_mm=3.0))
-        images, labels = [], []
-        for sid in ("sub-001", "sub-003"):
-            t1, mask = atlas_space_t1(tmp / "cohort", sid)
-            images.append(t1.get_fdata(dtype=np.float32).transpose(2, 1, 0)[None])
-            labels.append(mask.transpose(2, 1, 0).astype(np.uint8))
-        spacing = tuple(float(s) for s in t1.header.get_zooms()[:3][::-1])
-        start = time.perf_counter()
-        folder = train_tiny_model(tmp / "model", images, labels, spacing, {"background": 0, "brain": 1},
-                                  {"0": "T1"}, steps=100)
-        print(f"tiny model trained on CPU in {time.perf_counter() - start:.1f} s")
-        models.install("hd-bet", folder)
+        synth.generate_cohort(tmp / "cohort", TINY_SUBJECTS, TINY_SEED,
+                              synth.SynthParams(resolution_mm=TINY_RESOLUTION_MM))
+        models.install("hd-bet", TINY_MODELS / "hdbet")
         t1, truth = atlas_space_t1(tmp / "cohort", "sub-002")
         nib.save(t1, tmp / "t1.nii.gz")
         masks = {}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.server
+import shutil
 import threading
 from functools import partial
 from pathlib import Path
@@ -14,6 +15,9 @@ from bratsflow.synth import SynthParams, generate_cohort
 
 TINY_RESOLUTION_MM = 3.0
 TINY_SEED = 7
+TINY_SUBJECTS = 3
+# The tiny models, trained on the tiny cohort by tests/make_tiny_models.py.
+TINY_MODELS = Path(__file__).parent / "data" / "tiny_models"
 # The tiny cohort scales every voxel size by 3, so its thickest slices (4 mm FLAIR) become 12 mm.
 TINY_SPACING_RANGE_MM = (0.2, 16.0)
 
@@ -21,7 +25,7 @@ TINY_SPACING_RANGE_MM = (0.2, 16.0)
 @pytest.fixture(scope="session")
 def tiny_cohort(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("tiny_cohort")
-    generate_cohort(root, 3, TINY_SEED, SynthParams(resolution_mm=TINY_RESOLUTION_MM))
+    generate_cohort(root, TINY_SUBJECTS, TINY_SEED, SynthParams(resolution_mm=TINY_RESOLUTION_MM))
     return root
 
 
@@ -55,22 +59,21 @@ def loopback_server(tmp_path):
     server.shutdown()
 
 
-@pytest.fixture(scope="session")
-def tiny_members(tiny_cohort, tmp_path_factory):
-    """Two tiny 4-channel nnU-Net v2 members trained on two tiny subjects: label-based and region-based."""
+def shipped_tiny_model(name: str, tmp_path_factory, record: bool = True) -> Path:
+    """A copy of a shipped tiny model (tests may change their copy), with its checksum record unless `record` is
+    False."""
     from bratsflow import models
-    from nnunet_helpers import LABEL_CHANNELS, REGION_CHANNELS, train_on_tiny_cohort
 
-    root = tmp_path_factory.mktemp("tiny_members")
-    label_model = train_on_tiny_cohort(tiny_cohort, root / "labels", LABEL_CHANNELS,
-                                       label_names={"background": 0, "NETC": 1, "SNFH": 2, "ET": 3})
-    region_model = train_on_tiny_cohort(tiny_cohort, root / "regions", REGION_CHANNELS,
-                                        label_names={"background": 0, "whole_tumor": [1, 2, 3],
-                                                     "tumor_core": [1, 3], "enhancing_tumor": 3},
-                                        regions_class_order=[2, 1, 3])
-    for folder in (label_model, region_model):
-        models.write_manifest(folder, folder.name, source="tests")
-    return {"labels": label_model, "regions": region_model}
+    folder = shutil.copytree(TINY_MODELS / name, tmp_path_factory.mktemp(f"tiny_{name}") / name)
+    if record:
+        models.write_manifest(folder, name, source="tests")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_members(tmp_path_factory) -> dict[str, Path]:
+    """Two tiny 4-channel nnU-Net v2 members trained on two tiny subjects: label-based and region-based."""
+    return {name: shipped_tiny_model(name, tmp_path_factory) for name in ("labels", "regions")}
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,6 @@
-"""A tiny nnU-Net v2 model folder, trained here in seconds, in the exact layout of a real one (dataset.json,
-plans.json, fold_all/checkpoint_final.pth), so the real loading and inference code runs in tests.
+"""Tiny nnU-Net v2 model folders in the exact layout of a real one (dataset.json, plans.json,
+fold_all/checkpoint_final.pth), so the real loading and inference code runs in tests. tests/make_tiny_models.py
+trains the ones the tests ship.
 
 The network is the architecture nnU-Net builds from the plans (PlainConvUNet, shrunk); training is a plain torch
 loop on whole volumes normalised as nnU-Net's ZScoreNormalization does, not nnU-Net's trainer (minutes per epoch
@@ -8,6 +9,7 @@ on CPU).
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -190,3 +192,56 @@ def train_on_tiny_cohort(cohort, folder, channels, **kwargs):
         targets.append(labels.transpose(2, 1, 0))
     spacing = tuple(float(s) for s in images["t1"].header.get_zooms()[:3][::-1])
     return train_tiny_model(folder, arrays, targets, spacing, channel_names=channels, steps=120, **kwargs)
+
+
+def atlas_space_t1(cohort, sid) -> tuple[nib.Nifti1Image, np.ndarray]:
+    """A subject's atlas-space T1 with its skull (through the true transforms) and its true brain mask."""
+    from bratsflow import paths, synth
+
+    truth = nib.load(paths.TruthFiles(cohort, sid).brain_mask)
+    t1 = synth.resample_native_to_atlas(cohort, sid)["t1"].astype(np.float32)
+    return nib.Nifti1Image(t1, truth.affine), np.asarray(truth.dataobj) > 0
+
+
+def train_tiny_hdbet(cohort, folder: Path) -> Path:
+    """A one-channel brain-extraction model in HD-BET's folder layout, trained on the tiny cohort's TRAIN subjects."""
+    images, labels = [], []
+    for sid in TRAIN:
+        t1, mask = atlas_space_t1(cohort, sid)
+        # SimpleITK's array order, as nnU-Net reads training images.
+        images.append(t1.get_fdata(dtype=np.float32).transpose(2, 1, 0)[None])
+        labels.append(mask.transpose(2, 1, 0).astype(np.uint8))
+    spacing = tuple(float(s) for s in t1.header.get_zooms()[:3][::-1])
+    return train_tiny_model(folder, images, labels, spacing, {"background": 0, "brain": 1}, {"0": "T1"}, steps=100)
+
+
+def train_tiny_models(cohort, root: Path) -> dict[str, Path]:
+    """Every tiny model of the tests, trained on the tiny cohort: the label-based and region-based members and the
+    HD-BET model."""
+    return {
+        "labels": train_on_tiny_cohort(cohort, root / "labels", LABEL_CHANNELS,
+                                       label_names={"background": 0, "NETC": 1, "SNFH": 2, "ET": 3}),
+        "regions": train_on_tiny_cohort(cohort, root / "regions", REGION_CHANNELS,
+                                        label_names={"background": 0, "whole_tumor": [1, 2, 3],
+                                                     "tumor_core": [1, 3], "enhancing_tumor": 3},
+                                        regions_class_order=[2, 1, 3]),
+        "hdbet": train_tiny_hdbet(cohort, root / "hdbet"),
+    }
+
+
+def training_inputs_sha256(cohort) -> dict[str, str]:
+    """SHA-256 of what the tiny models learn from, per TRAIN subject: its atlas-space images (to 0.01, so that a
+    last-bit difference of a resampling does not count) and its true labels and brain mask."""
+    from bratsflow import paths, synth
+
+    digests = {}
+    for sid in TRAIN:
+        truth = paths.TruthFiles(cohort, sid)
+        arrays = [np.round(image, 2).astype(np.float32)
+                  for _, image in sorted(synth.resample_native_to_atlas(cohort, sid).items())]
+        arrays += [np.asarray(nib.load(file).dataobj) for file in (truth.labels, truth.brain_mask)]
+        digest = hashlib.sha256()
+        for array in arrays:
+            digest.update(np.ascontiguousarray(array).tobytes())
+        digests[sid] = digest.hexdigest()
+    return digests

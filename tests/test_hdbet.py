@@ -1,4 +1,4 @@
-"""The model store and the HD-BET backend, with a tiny nnU-Net v2 brain-extraction model trained here."""
+"""The model store and the HD-BET backend, with the tiny nnU-Net v2 brain-extraction model the tests ship."""
 
 import json
 import shutil
@@ -8,35 +8,23 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from bratsflow import models, paths, synth
+from bratsflow import models
 from bratsflow.cli import main
 from bratsflow.errors import ConfigError, ModelError
 from bratsflow.io import sha256_file
 from bratsflow.metrics import dice
 from bratsflow.skullstrip import SkullstripParams, skullstrip
-from nnunet_helpers import train_tiny_model
+from conftest import shipped_tiny_model
+from nnunet_helpers import atlas_space_t1
 
 TEST_SUBJECT = "sub-002"
 
 
-def _atlas_space_t1(cohort, sid):
-    truth = nib.load(paths.TruthFiles(cohort, sid).brain_mask)
-    t1 = synth.resample_native_to_atlas(cohort, sid)["t1"].astype(np.float32)
-    return nib.Nifti1Image(t1, truth.affine), np.asarray(truth.dataobj) > 0
-
-
 @pytest.fixture(scope="session")
-def tiny_hdbet(tiny_cohort, tmp_path_factory):
+def tiny_hdbet(tmp_path_factory):
     """A one-channel brain-extraction model in HD-BET's folder layout, trained on two tiny subjects."""
-    images, labels = [], []
-    for sid in ("sub-001", "sub-003"):
-        t1, mask = _atlas_space_t1(tiny_cohort, sid)
-        # SimpleITK's array order, as nnU-Net reads training images.
-        images.append(t1.get_fdata(dtype=np.float32).transpose(2, 1, 0)[None])
-        labels.append(mask.transpose(2, 1, 0).astype(np.uint8))
-    spacing = tuple(float(s) for s in t1.header.get_zooms()[:3][::-1])
-    return train_tiny_model(tmp_path_factory.mktemp("tiny_hdbet") / "model", images, labels, spacing,
-                            {"background": 0, "brain": 1}, {"0": "T1"}, steps=100)
+    # As HD-BET's release, without a checksum record: `models install` writes it.
+    return shipped_tiny_model("hdbet", tmp_path_factory, record=False)
 
 
 @pytest.fixture
@@ -47,7 +35,7 @@ def store(tmp_path, monkeypatch):
 
 @pytest.fixture
 def test_images(tiny_cohort, tmp_path):
-    t1, truth = _atlas_space_t1(tiny_cohort, TEST_SUBJECT)
+    t1, truth = atlas_space_t1(tiny_cohort, TEST_SUBJECT)
     nib.save(t1, tmp_path / "t1.nii.gz")
     return {"t1": tmp_path / "t1.nii.gz"}, truth
 
