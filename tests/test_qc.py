@@ -333,6 +333,8 @@ def test_cli_report_takes_probabilities_by_member_name(subject, tmp_path):
     assert main([*common, "--out", str(empty), "--probabilities"]) == 0
     assert json.loads((empty / "report.json").read_text())["probability_entropy"]["members"] == []
     assert (empty / "probability_entropy.nii.gz").is_file()
+    _, qc = cohort_tables([out / "report.json", empty / "report.json"])
+    assert qc.loc[0, "WT_uncertain_ml"] == pytest.approx(64 * VOXEL_ML) and pd.isna(qc.loc[1, "WT_uncertain_ml"])
     with pytest.raises(ConfigError, match="'d' is not one of the members"):
         parse([f"d={files['a']}"], names)
     with pytest.raises(ConfigError, match="expected NAME=NPZ"):

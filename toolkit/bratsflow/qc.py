@@ -446,7 +446,8 @@ def _float_image(data: np.ndarray, reference: nib.Nifti1Image) -> nib.Nifti1Imag
 def cohort_tables(records: list[str | Path]) -> tuple["pd.DataFrame", "pd.DataFrame"]:
     """From the subjects' report records: volumes (one row per subject, mL of each region and of the brain) and
     QC (one row per subject: flags, agreement, disputed volume, the fused segmentation's Dice against the truth
-    where a subject has one, tumour outside the brain)."""
+    where a subject has one, the volume where the members' mean probability is uncertain where members write
+    probabilities, tumour outside the brain)."""
     import pandas as pd
 
     from .step import read_record
@@ -466,6 +467,8 @@ def cohort_tables(records: list[str | Path]) -> tuple["pd.DataFrame", "pd.DataFr
                    **{f"{region}_disputed_ml": record["agreement"][region]["disputed_ml"] for region in REGIONS},
                    **{f"{region}_dice_truth": scores["dice"]
                       for region, scores in record.get("metrics", {}).get("fused", {}).items()},
+                   **{f"{region}_uncertain_ml": volume for region, volume in
+                      ((record.get("probability_entropy") or {}).get("uncertain_ml") or {}).items()},
                    "tumour_outside_brain": record["tumour_outside_brain"],
                    "mask_border_contact_cm2": record["mask_border_contact_cm2"],
                    "reasons": " | ".join(f["reason"] for f in record["flags"])})
