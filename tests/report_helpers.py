@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from bratsflow import paths
-from bratsflow.io import label_image, save_image, save_table
+from bratsflow.io import label_image, save_image, save_probabilities, save_table
 from bratsflow.provenance import gather
 from bratsflow.qc import cohort_tables, report_subject
 
@@ -23,10 +23,10 @@ def _cube(labels: np.ndarray, corner: int, size: int, value: int) -> np.ndarray:
 
 def write_subject(results: Path, subject: str, size: int, *, disagree: bool = False, enhancing: bool = True,
                   figures: tuple[str, ...] = ("members", "overview"), provenance: bool = False,
-                  truth: bool = False) -> dict:
+                  truth: bool = False, probabilities: bool = False) -> dict:
     """A subject whose whole tumour is a size³ cube (ET a smaller cube inside it unless `enhancing` is False);
     `disagree`: the third member sees only the core, so the members' agreement is low; `truth`: the fused map is
-    also the ground truth."""
+    also the ground truth; `probabilities`: member a writes probabilities, 0.5 over its tumour (1 bit)."""
     inputs = results.parent / "inputs" / subject
     inputs.mkdir(parents=True, exist_ok=True)
     fused = _cube(np.zeros(SHAPE, np.uint8), 3, size, 2)
@@ -40,8 +40,11 @@ def write_subject(results: Path, subject: str, size: int, *, disagree: bool = Fa
     brain[1:15, 1:15, 1:15] = 1
     brain_mask = save_image(label_image(brain, AFFINE), inputs / "brain.nii.gz")
     folder = paths.step_dir(results, subject, "report")
+    unsure = {key: np.where(fused > 0, 0.5, 0.0).astype(np.float16) for key in ("WT", "TC", "ET")}
     record = report_subject(segmentation, members, brain_mask, folder, subject=subject,
-                            truth=segmentation if truth else None)
+                            truth=segmentation if truth else None,
+                            probabilities={"a": save_probabilities(unsure, inputs / "a_probabilities.npz")}
+                            if probabilities else None)
     for index, name in enumerate(figures):
         write_png(folder / f"{name}.png", index)
     if provenance:

@@ -13,7 +13,7 @@ import pytest
 
 from bratsflow import paths
 from bratsflow.cli import main
-from bratsflow.cohort_report import FIGURE_CAPTIONS, build, figure_order
+from bratsflow.cohort_report import FIGURE_CAPTIONS, build, figure_order, probability_html
 from report_helpers import write_cohort_tables, write_subject
 
 ODD = "sub-<b>&'x\""
@@ -93,6 +93,21 @@ def test_the_ground_truth_metrics_where_a_subject_has_a_truth(results, tmp_path)
     index = paths.report_index(scored).read_text()
     assert '<th data-type="number">WT Dice (truth)</th>' in index
     assert '<td data-value="1.0">1.000</td>' in index and '<td data-value="">–</td>' in index
+
+
+def test_the_mean_probability_uncertainty_where_members_write_probabilities(results, tmp_path):
+    assert "Uncertainty of the mean probability" not in paths.report_page(results, "sub-001").read_text()
+    with_probabilities = tmp_path / "results"
+    write_subject(with_probabilities, "sub-001", 6, probabilities=True)
+    write_cohort_tables(with_probabilities, ["sub-001"])
+    build(with_probabilities)
+    page = paths.report_page(with_probabilities, "sub-001").read_text()
+    section = page[page.index("Uncertainty of the mean probability"):]
+    assert "over a (report/probability_entropy.nii.gz" in section and "Without probabilities: b, c." in section
+    assert "<td>WT</td><td>1.728</td>" in section  # the 6³ tumour of 8 µL voxels
+    skipped = {"members": [], "without_probabilities": ["c"], "uncertain_bits": 0.5, "uncertain_ml": None}
+    assert "No member that ran on this subject writes probabilities: the map is unknown (NaN)" in \
+        probability_html(skipped)
 
 
 def test_the_report_moves_with_the_results_and_rebuilds_bit_for_bit(results, tmp_path):

@@ -11,10 +11,12 @@ import pytest
 from scipy import ndimage as ndi
 
 from bratsflow.cli import main
-from bratsflow.errors import InputError
-from bratsflow.io import label_image, save_image, sha256_file
+from bratsflow.commands.report import _probability_files as parse
+from bratsflow.errors import ConfigError, InputError
+from bratsflow.io import label_image, save_image, save_probabilities, sha256_file
 from bratsflow.qc import (QCParams, agreement, alignment_flags, binary_entropy, border_contact_cm2, cohort_tables,
-                          flags, images_nmi, record_flags, report_subject, vote_fractions)
+                          flags, images_nmi, mean_region_probabilities, probability_entropy, record_flags,
+                          report_subject, vote_fractions)
 
 AFFINE = np.diag([2.0, 2.0, 2.0, 1.0])  # 8 µL voxels
 VOXEL_ML = 0.008
@@ -226,3 +228,114 @@ def test_images_moved_out_of_alignment_are_flagged():
 def test_a_member_named_fused_is_refused(subject, tmp_path):
     with pytest.raises(InputError, match="a member named 'fused'"):
         report_subject(subject["fused"], {"fused": subject["members"]["a"]}, subject["brain"], tmp_path / "r")
+
+
+def _regions(shape, wt, tc, et):
+    return {key: np.full(shape, value, np.float16) for key, value in (("WT", wt), ("TC", tc), ("ET", et))}
+
+
+def test_mean_probability_entropy_by_hand():
+    """Two region models unsure (0.5) in a box: 1 bit there, 0 elsewhere. A label model (background 0.5, NETC
+    0.25, SNFH 0.25: WT 0.5, TC 0.25, ET 0) with a region model (WT 1, TC 0.75, ET 0): mean WT 0.75, TC 0.5, ET 0."""
+    shape = (4, 4, 4)
+    unsure = _regions(shape, 0.0, 0.0, 0.0)
+    for key in unsure:
+        unsure[key][:2, :2, :2] = 0.5
+    mean = mean_region_probabilities(iter([unsure, {k: v.copy() for k, v in unsure.items()}]), shape)
+    assert mean.dtype == np.float32 and mean.shape == (3, *shape)
+    entropy, uncertain = probability_entropy(mean, VOXEL_ML)
+    assert entropy[:2, :2, :2].min() == 1.0 and entropy.sum() == 8.0
+    assert uncertain == {"WT": 8 * VOXEL_ML, "TC": 8 * VOXEL_ML, "ET": 8 * VOXEL_ML}
+
+    label_model = {"background": np.full(shape, 0.5, np.float16), "NETC": np.full(shape, 0.25, np.float16),
+                   "SNFH": np.full(shape, 0.25, np.float16), "ET": np.zeros(shape, np.float16)}
+    mean = mean_region_probabilities([label_model, _regions(shape, 1.0, 0.75, 0.0)], shape)
+    np.testing.assert_array_equal(mean[:, 0, 0, 0], [0.75, 0.5, 0.0])  # REGIONS order WT, TC, ET
+    entropy, uncertain = probability_entropy(mean, VOXEL_ML)
+    assert np.all(entropy == 1.0)  # TC's 1 bit is the largest (WT's 0.75: 0.811 bit)
+    assert uncertain == {"WT": 64 * VOXEL_ML, "TC": 64 * VOXEL_ML, "ET": 0.0}
+
+
+def test_uncertain_volume_starts_at_half_a_bit():
+    """H(0.1) = 0.47 bit is not counted, H(0.2) = 0.72 and H(0.9) = 0.47 vs H(0.85) = 0.61: only 0.2 and 0.85."""
+    mean = np.zeros((3, 4, 1, 1), np.float32)
+    mean[0, :, 0, 0] = [0.1, 0.2, 0.85, 0.9]
+    entropy, uncertain = probability_entropy(mean, 1.0)
+    np.testing.assert_allclose(entropy[:, 0, 0], [0.469, 0.7219, 0.6098, 0.469], atol=1e-3)
+    assert uncertain == {"WT": 2.0, "TC": 0.0, "ET": 0.0}
+
+
+def _probability_files(subject, tmp_path):
+    """Member a a region model unsure (0.5) over its 4³ tumour; member b a label model sure of its own labels;
+    member c (a container, say) none."""
+    a, _ = subject["arrays"]
+    unsure = _regions(a.shape, 0.0, 0.0, 0.0)
+    for key in unsure:
+        unsure[key][a > 0] = 0.5
+    sure = {"background": (a == 0), "NETC": (a == 1), "SNFH": (a == 2), "ET": (a == 3)}
+    return {"a": save_probabilities(unsure, tmp_path / "a_probabilities.npz"),
+            "b": save_probabilities({k: v.astype(np.float16) for k, v in sure.items()},
+                                    tmp_path / "b_probabilities.npz")}
+
+
+def test_report_writes_the_mean_probability_entropy(subject, tmp_path):
+    """Over a's tumour the mean WT probability is (0.5 + 1) / 2 = 0.75 (0.811 bit); over its enhancing core the
+    same for TC and ET; over the oedema TC and ET are (0.5 + 0) / 2 = 0.25, 0.811 bit too; 0 outside."""
+    out = tmp_path / "report"
+    files = _probability_files(subject, tmp_path)
+    record = report_subject(subject["fused"], subject["members"], subject["brain"], out, probabilities=files)
+    entropy = nib.load(out / "probability_entropy.nii.gz")
+    assert entropy.get_data_dtype() == np.float32
+    np.testing.assert_allclose(entropy.affine, AFFINE)
+    data = np.asarray(entropy.dataobj)
+    a, _ = subject["arrays"]
+    np.testing.assert_allclose(data[a > 0], 0.8113, atol=1e-4)
+    assert np.all(data[a == 0] == 0)
+    assert record["probability_entropy"] == {
+        "members": ["a", "b"], "without_probabilities": ["c"], "uncertain_bits": 0.5,
+        "uncertain_ml": {"WT": 64 * VOXEL_ML, "TC": 64 * VOXEL_ML, "ET": 64 * VOXEL_ML}}
+    assert record["inputs"]["probabilities_b"]["sha256"] == sha256_file(files["b"])
+    assert "probability_entropy" in record["maps"] and record["outputs"]["probability_entropy"]
+
+    # Without probabilities no map; with an empty set (the subject's members that write them were skipped), NaN.
+    bare = report_subject(subject["fused"], subject["members"], subject["brain"], tmp_path / "bare")
+    assert "probability_entropy" not in bare and not (tmp_path / "bare" / "probability_entropy.nii.gz").exists()
+    none = report_subject(subject["fused"], subject["members"], subject["brain"], tmp_path / "none",
+                          probabilities={})
+    assert none["probability_entropy"]["uncertain_ml"] is None
+    assert none["probability_entropy"]["without_probabilities"] == ["a", "b", "c"]
+    assert np.isnan(np.asarray(nib.load(tmp_path / "none" / "probability_entropy.nii.gz").dataobj)).all()
+
+
+def test_report_refuses_probabilities_of_a_stranger_or_on_another_grid(subject, tmp_path):
+    files = _probability_files(subject, tmp_path)
+    with pytest.raises(InputError, match=r"probability files of \['d'\], which are not among the members"):
+        report_subject(subject["fused"], subject["members"], subject["brain"], tmp_path / "r",
+                       probabilities={"d": files["a"]})
+    small = save_probabilities(_regions((8, 8, 8), 0.5, 0.5, 0.5), tmp_path / "small.npz")
+    with pytest.raises(InputError, match=r"member a's probability maps have shape \(8, 8, 8\), the fused "
+                                         r"segmentation \(16, 16, 16\)"):
+        report_subject(subject["fused"], subject["members"], subject["brain"], tmp_path / "r",
+                       probabilities={"a": small})
+
+
+def test_cli_report_takes_probabilities_by_member_name(subject, tmp_path):
+    files = _probability_files(subject, tmp_path)
+    names = list(subject["members"])
+    common = ["report", "--segmentation", str(subject["fused"]), "--brain-mask", str(subject["brain"]),
+              "--members", *(str(p) for p in subject["members"].values()), "--names", *names]
+    out = tmp_path / "report"
+    assert main([*common, "--out", str(out), "--probabilities", f"b={files['b']}", f"a={files['a']}"]) == 0
+    record = json.loads((out / "report.json").read_text())
+    assert record["probability_entropy"]["members"] == ["a", "b"]
+    assert record["probability_entropy"]["uncertain_ml"]["WT"] == pytest.approx(64 * VOXEL_ML)
+    empty = tmp_path / "empty"
+    assert main([*common, "--out", str(empty), "--probabilities"]) == 0
+    assert json.loads((empty / "report.json").read_text())["probability_entropy"]["members"] == []
+    assert (empty / "probability_entropy.nii.gz").is_file()
+    _, qc = cohort_tables([out / "report.json", empty / "report.json"])
+    assert qc.loc[0, "WT_uncertain_ml"] == pytest.approx(64 * VOXEL_ML) and pd.isna(qc.loc[1, "WT_uncertain_ml"])
+    with pytest.raises(ConfigError, match="'d' is not one of the members"):
+        parse([f"d={files['a']}"], names)
+    with pytest.raises(ConfigError, match="expected NAME=NPZ"):
+        parse([str(files["a"])], names)

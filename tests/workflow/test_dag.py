@@ -49,6 +49,39 @@ def test_default_dry_run_scores_the_demo_subjects_against_their_truth(tmp_path):
     assert f"--truth {TruthFiles('demo', 'sub-001').labels}" in out
 
 
+def test_dry_run_plans_the_probability_entropy_where_a_member_writes_probabilities(tmp_path):
+    """The report gets the probability files of the subject's members that write them and declares the map; a
+    subject whose such member is skipped for a missing FLAIR (run-available) still writes it (NaN, with the bare
+    flag); a configuration whose members write none plans no map."""
+    demo, results = tmp_path / "demo", tmp_path / "results"
+    rows = ["subject_id\t" + "\t".join(MODALITIES)]
+    for sid in ("sub-001", "sub-002"):
+        rows.append("\t".join([sid, *("" if (sid, m) == ("sub-002", "flair") else str(bids_image_path(demo, sid, m))
+                                      for m in MODALITIES)]))
+    sheet = tmp_path / "subjects.tsv"
+    sheet.write_text("\n".join(rows) + "\n")
+    # Channels named, so planning reads no model: with_flair needs FLAIR, no_flair does not and writes no
+    # probabilities.
+    with_flair = {"name": "with_flair", "model": "unused", "channels": ["t1", "t1c", "t2", "flair"]}
+    no_flair = {"name": "no_flair", "model": "unused", "channels": ["t1", "t1c", "t2", "t2"], "probabilities": False}
+    records = [str(paths.step_files(results, sid, "report").record) for sid in ("sub-001", "sub-002")]
+
+    def plan(members: list[dict]) -> str:
+        config = write_config(tmp_path, samples=str(sheet), missing_modalities="run-available",
+                              segment={"members": members})
+        result = snakemake(*records, "-n", "-p", "--cores", "2", "--configfile", str(config))
+        return result.stdout + result.stderr
+
+    out = plan([with_flair, no_flair])
+    probabilities = paths.segment_probabilities(results, "sub-001", "with_flair")
+    assert f"--probabilities with_flair={probabilities} --brain-mask" in out
+    assert "--probabilities --brain-mask" in out  # sub-002: with_flair skipped
+    for sid in ("sub-001", "sub-002"):
+        assert str(paths.step_files(results, sid, "report").probability_entropy) in out
+    out = plan([no_flair])
+    assert "--probabilities" not in out and "probability_entropy" not in out
+
+
 def _sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 

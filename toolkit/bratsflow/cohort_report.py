@@ -248,7 +248,7 @@ def subject_page(subject: Subject, page: Path, index: Path) -> str:
             f"{len(record['members'])} ensemble members: {members}.</p></header>\n"
             f'<section class="columns"><div><h2>QC flags</h2>{flags}<p>{checks}</p><h3>Thresholds</h3>{thresholds}'
             f'</div><div><h2>Volumes</h2>{volumes}</div><div><h2>Members\' agreement</h2>{agreement}</div></section>\n'
-            + metrics_html(record.get("metrics", {})) +
+            + metrics_html(record.get("metrics", {})) + probability_html(record.get("probability_entropy")) +
             f'<section><h2>Figures</h2><div class="figures">{figures}</div></section>\n'
             f"<section><h2>Provenance</h2>{provenance_html(subject)}</section>")
     return _page(f"{subject.id} – bratsflow report", body)
@@ -269,6 +269,24 @@ def metrics_html(metrics: dict) -> str:
     return ("<section><h2>Against the ground truth</h2><p>BraTS metrics per region (bratsflow metrics); 'fused' is "
             "the ensemble's segmentation.</p>"
             + _table(["segmentation", "region", *METRIC_COLUMNS.values()], rows, "data") + "</section>\n")
+
+
+def probability_html(entropy: dict | None) -> str:
+    """Per region the volume where the members' mean probability is uncertain, or nothing where no member of the
+    configuration writes probabilities."""
+    if entropy is None:
+        return ""
+    without = (f" Without probabilities: {', '.join(escape(m) for m in entropy['without_probabilities'])}."
+               if entropy["without_probabilities"] else "")
+    if entropy["uncertain_ml"] is None:
+        return ("<section><h2>Uncertainty of the mean probability</h2><p>No member that ran on this subject writes "
+                f"probabilities: the map is unknown (NaN).{without}</p></section>\n")
+    rows = [[escape(region), _number(volume, 3)] for region, volume in entropy["uncertain_ml"].items()]
+    return ("<section><h2>Uncertainty of the mean probability</h2><p>The binary entropy of each region's mean "
+            f"probability over {', '.join(escape(m) for m in entropy['members'])} (report/probability_entropy.nii.gz: "
+            f"the largest of the three); uncertain where it reaches {entropy['uncertain_bits']:g} bit, a mean "
+            f"probability between about 0.11 and 0.89.{without}</p>"
+            + _table(["region", "uncertain (mL)"], rows) + "</section>\n")
 
 
 def provenance_html(subject: Subject) -> str:

@@ -75,6 +75,11 @@ class StepFiles:
         """The report's disagreement map (entropy of the members' votes, bits)."""
         return self.folder / "disagreement.nii.gz"
 
+    @property
+    def probability_entropy(self) -> Path:
+        """The report's entropy of the members' mean probabilities (bits), where members write probabilities."""
+        return self.folder / "probability_entropy.nii.gz"
+
     def figure(self, name: str) -> Path:
         """One of the report's QC figures (FIGURES)."""
         if name not in FIGURES:

@@ -6,13 +6,18 @@ and its binary entropy in bits (0 unanimous, 1 split evenly); the disagreement m
 entropies. Per region: the members' mean pairwise Dice (1 with one member) and the disputed volume (voxels some
 but not all members put in the region).
 
+Where members write probabilities (nnU-Net members, `<member>_probabilities.npz`): the unweighted mean of their
+region probabilities, its binary entropy per region, the largest of the three as a map, and per region the volume
+where that entropy reaches UNCERTAIN_BITS. Votes see only each member's decision; the mean probability also shows
+where members agree but are each unsure.
+
 With a ground truth on the atlas grid (sample sheet column `truth`, the synthetic cohort's), the BraTS metrics
 (bratsflow.metrics.evaluate: region-wise and lesion-wise) of each member and of the fused segmentation.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from itertools import combinations
 from pathlib import Path
@@ -21,8 +26,8 @@ import nibabel as nib
 import numpy as np
 
 from .errors import InputError
-from .io import label_data, require_same_grid
-from .labels import DEFAULT_CONVENTION, REGION_DEPTH, REGIONS, SUMMARY_REGIONS, region_mask, to_depth
+from .io import label_data, load_probabilities, probability_kind, require_same_grid
+from .labels import DEFAULT_CONVENTION, NESTING, REGION_DEPTH, REGIONS, SUMMARY_REGIONS, region_mask, to_depth
 from .paths import StepFiles
 
 
@@ -74,6 +79,53 @@ def binary_entropy(fraction: np.ndarray) -> np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore"):
         terms = -(p * np.log2(p)) - ((1 - p) * np.log2(1 - p))
     return np.nan_to_num(terms, nan=0.0).astype(np.float32)
+
+
+# A region's mean probability is counted uncertain where its binary entropy reaches this many bits, i.e. between
+# about 0.11 and 0.89: halfway between a sure voxel (0 bits) and an even split (1 bit), so neither a confident
+# member's slight doubt nor only coin flips count.
+UNCERTAIN_BITS = 0.5
+
+
+def mean_region_probabilities(members: Iterable[Mapping[str, np.ndarray]], shape) -> np.ndarray:
+    """The unweighted mean of the members' region probabilities, (3, *shape) float32 in REGIONS order: a region
+    model's own (keys WT, TC, ET), a label model's sums of its sub-labels (WT = NETC + SNFH + ET, TC = NETC + ET,
+    ET), as fusion reads them. `members` may be a generator, so that one member's float16 maps at a time are held."""
+    total = np.zeros((len(REGIONS), *shape), np.float32)
+    at_depth = {depth: REGIONS.index(region) for region, depth in REGION_DEPTH.items()}
+    inner = np.empty(shape, np.float32)
+    count = 0
+    for member in members:
+        if probability_kind(member) == "regions":
+            for region_total, region in zip(total, REGIONS):
+                np.add(region_total, member[region], out=region_total)
+        else:
+            # From the inside out (ET, + NETC = TC, + SNFH = WT), so that each float16 map is converted once: the
+            # conversion costs eight times the float32 addition.
+            inner[...] = 0
+            for depth in range(len(NESTING), 0, -1):
+                np.add(inner, member[NESTING[depth - 1]], out=inner)
+                np.add(total[at_depth[depth]], inner, out=total[at_depth[depth]])
+        count += 1
+    if count == 0:
+        raise ValueError("the mean of no member's probabilities")
+    total /= np.float32(count)
+    return total
+
+
+def probability_entropy(mean: np.ndarray, voxel_ml: float) -> tuple[np.ndarray, dict[str, float]]:
+    """From the mean region probabilities (3, ...): the largest of the regions' binary entropies (bits) per voxel,
+    and per region the volume (mL) where its entropy reaches UNCERTAIN_BITS."""
+    largest, uncertain_ml = np.zeros(mean.shape[1:], np.float32), {}
+    flat = largest.reshape(-1)
+    for region, probability in zip(REGIONS, mean):
+        # The entropy is 0 at 0 and 1: computed only in between it is the same, and most of a head is exactly 0
+        # in nnU-Net's maps (outside its crop), so several times faster.
+        where = np.flatnonzero((probability > 0) & (probability < 1))
+        entropy = binary_entropy(probability.reshape(-1)[where])
+        uncertain_ml[region] = round(float(np.count_nonzero(entropy >= UNCERTAIN_BITS)) * voxel_ml, 3)
+        flat[where] = np.maximum(flat[where], entropy)
+    return largest, uncertain_ml
 
 
 def agreement(depths: np.ndarray, voxel_ml: float) -> dict[str, dict[str, float]]:
@@ -195,12 +247,14 @@ def report_subject(segmentation: str | Path, members: dict[str, str | Path], bra
                    out_dir: str | Path, *, convention: str = DEFAULT_CONVENTION, params: QCParams = QCParams(),
                    images: ReportImages | None = None, subject: str | None = None,
                    missing_modalities: Sequence[str] = (), coregister_record: str | Path | None = None,
-                   skullstrip_record: str | Path | None = None, truth: str | Path | None = None) -> dict:
+                   skullstrip_record: str | Path | None = None, truth: str | Path | None = None,
+                   probabilities: Mapping[str, str | Path] | None = None) -> dict:
     """Write the subject's vote fractions, disagreement map and record (volumes, agreement, flags), and with
     `images` the QC figures (paths.FIGURES); `missing_modalities`: what the subject ran without
     (missing_modalities: run-available), recorded. With the co-registration's and skull stripping's records,
     their flags too (record_flags). With a `truth` label map on the fused segmentation's grid, the BraTS metrics
-    of the fused segmentation and of each member (truth_metrics)."""
+    of the fused segmentation and of each member (truth_metrics). With `probabilities` (member name -> its
+    probability file, for the members that write one), the entropy of their mean (`_probability_entropy`)."""
     from .figures import PALETTE, SubjectData, report_figures
     from .step import StepRun, read_record
 
@@ -211,6 +265,10 @@ def report_subject(segmentation: str | Path, members: dict[str, str | Path], bra
     if "fused" in members:
         raise InputError("a member named 'fused' cannot be told from the fused segmentation in the report: rename "
                          "the member (segment.members)", subject=subject)
+    unknown = sorted(set(probabilities or ()) - set(members))
+    if unknown:
+        raise InputError(f"probability files of {unknown}, which are not among the members {list(members)}",
+                         subject=subject)
     with run.phase("load"):
         fused, fused_img, _ = label_data(segmentation, subject=subject)
         fused = np.asarray(fused)
@@ -249,6 +307,11 @@ def report_subject(segmentation: str | Path, members: dict[str, str | Path], bra
     with run.phase("write"):
         run.save_image("votes", _float_image(np.moveaxis(votes, 0, -1), fused_img), files.votes)
         run.save_image("disagreement", _float_image(disagreement, fused_img), files.disagreement)
+    by_probability = {}
+    if probabilities is not None:
+        with run.phase("probability entropy"):
+            by_probability = _probability_entropy(run, probabilities, list(members), fused_img, voxel_ml,
+                                                  files.probability_entropy)
     scores = {}
     if truth_labels is not None:
         with run.phase("metrics"):
@@ -279,8 +342,40 @@ def report_subject(segmentation: str | Path, members: dict[str, str | Path], bra
         metrics=scores,
         flags=raised,
         maps={"votes": f"4-D, one volume per region in the order {list(REGIONS)}: the members' vote fraction",
-              "disagreement": "the largest binary entropy (bits) of the three regions' votes"},
+              "disagreement": "the largest binary entropy (bits) of the three regions' votes",
+              **({"probability_entropy": "the largest binary entropy (bits) of the three regions' mean probability "
+                                        "over the members that write probabilities; NaN where none did"}
+                 if probabilities is not None else {})},
+        **({"probability_entropy": by_probability} if probabilities is not None else {}),
     )
+
+
+def _probability_entropy(run, probabilities: Mapping[str, str | Path], members: list[str], grid: nib.Nifti1Image,
+                         voxel_ml: float, path: Path) -> dict:
+    """Write the entropy map of the mean probability of the members in `probabilities` and return its record: the
+    members that contributed, those without probabilities, and the uncertain volume per region. With no member's
+    probabilities (under missing_modalities: run-available every member that writes them may have been skipped)
+    the map the workflow expects is still written, NaN: unknown, not certain."""
+    contributing = [name for name in members if name in probabilities]
+    run.add_inputs({f"probabilities_{name}": probabilities[name] for name in contributing})
+
+    def loaded():
+        for name in contributing:
+            member = load_probabilities(probabilities[name], subject=run.subject)
+            shape = next(iter(member.values())).shape
+            if shape != grid.shape[:3]:
+                raise InputError(f"member {name}'s probability maps have shape {shape}, the fused segmentation "
+                                 f"{grid.shape[:3]}", subject=run.subject, file=probabilities[name])
+            yield member
+
+    uncertain_ml = None
+    if contributing:
+        entropy, uncertain_ml = probability_entropy(mean_region_probabilities(loaded(), grid.shape[:3]), voxel_ml)
+    else:
+        entropy = np.full(grid.shape[:3], np.nan, np.float32)
+    run.save_image("probability_entropy", _float_image(entropy, grid), path)
+    return {"members": contributing, "without_probabilities": [name for name in members if name not in probabilities],
+            "uncertain_bits": UNCERTAIN_BITS, "uncertain_ml": uncertain_ml}
 
 
 def _truth_labels(truth: str | Path, grid: nib.Nifti1Image, convention: str, subject: str | None) -> np.ndarray:
@@ -351,7 +446,8 @@ def _float_image(data: np.ndarray, reference: nib.Nifti1Image) -> nib.Nifti1Imag
 def cohort_tables(records: list[str | Path]) -> tuple["pd.DataFrame", "pd.DataFrame"]:
     """From the subjects' report records: volumes (one row per subject, mL of each region and of the brain) and
     QC (one row per subject: flags, agreement, disputed volume, the fused segmentation's Dice against the truth
-    where a subject has one, tumour outside the brain)."""
+    where a subject has one, the volume where the members' mean probability is uncertain where members write
+    probabilities, tumour outside the brain)."""
     import pandas as pd
 
     from .step import read_record
@@ -371,6 +467,8 @@ def cohort_tables(records: list[str | Path]) -> tuple["pd.DataFrame", "pd.DataFr
                    **{f"{region}_disputed_ml": record["agreement"][region]["disputed_ml"] for region in REGIONS},
                    **{f"{region}_dice_truth": scores["dice"]
                       for region, scores in record.get("metrics", {}).get("fused", {}).items()},
+                   **{f"{region}_uncertain_ml": volume for region, volume in
+                      ((record.get("probability_entropy") or {}).get("uncertain_ml") or {}).items()},
                    "tumour_outside_brain": record["tumour_outside_brain"],
                    "mask_border_contact_cm2": record["mask_border_contact_cm2"],
                    "reasons": " | ".join(f["reason"] for f in record["flags"])})

@@ -110,6 +110,30 @@ def member_files(subject, probabilities=False):
     return [str(file(RESULTS, subject, name)) for name in subject_members(subject)]
 
 
+# The members that write probability files (bratsflow.segment.Member.writes_probabilities: not containers).
+PROBABILITY_MEMBERS = [m["name"] for m in SEGMENT_MEMBERS if Member.from_config(m).writes_probabilities]
+
+
+def probability_members(subject):
+    """The members that run on a subject and write probability files, in config order."""
+    return [name for name in subject_members(subject) if name in PROBABILITY_MEMBERS]
+
+
+def probability_files(subject):
+    """The probability files of `probability_members`."""
+    return [str(paths.segment_probabilities(RESULTS, subject, name)) for name in probability_members(subject)]
+
+
+def report_probability_args(subject, files):
+    """The report's --probabilities NAME=NPZ of `probability_files`. Its map is an output whenever a member of the
+    configuration writes probabilities, so the flag comes even bare for a subject whose such members were all
+    skipped (missing_modalities: run-available): the map is then written as NaN."""
+    if not PROBABILITY_MEMBERS:
+        return ""
+    pairs = zip(probability_members(subject), files)
+    return " ".join(["--probabilities", *(f"{name}={path}" for name, path in pairs)])
+
+
 def fuse_member_args(subject, weighted):
     """Fusion's --names (and --weights when `weighted`) of the members that ran, --skipped of the others."""
     members = subject_members(subject)

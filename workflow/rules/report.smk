@@ -9,6 +9,7 @@ rule report:
     input:
         segmentation=str(step_files("fuse").segmentation),
         members=lambda wc: member_files(wc.subject),
+        probabilities=lambda wc: probability_files(wc.subject),
         brain_mask=str(step_files("skullstrip").brain_mask),
         coregister_record=str(step_files("coregister").record),
         skullstrip_record=str(step_files("skullstrip").record),
@@ -20,6 +21,11 @@ rule report:
         votes=str(REPORT_FILES.votes),
         disagreement=str(REPORT_FILES.disagreement),
         record=str(REPORT_FILES.record),
+        **(
+            {"probability_entropy": str(REPORT_FILES.probability_entropy)}
+            if PROBABILITY_MEMBERS
+            else {}
+        ),
         **{
             name: report(
                 str(REPORT_FILES.figure(name)),
@@ -36,6 +42,7 @@ rule report:
         missing=lambda wc: " ".join(absent(subject_modalities(wc.subject))),
         convention=config["convention"],
         truth=lambda wc, input: f"--truth {input.truth}" if input.truth else "",
+        probabilities=lambda wc, input: report_probability_args(wc.subject, input.probabilities),
         thresholds=" ".join(f"--{key.replace('_', '-')} {value}" for key, value in REPORT.items()),
         skullstrip_dir=lambda wc, input: Path(input.brain_mask).parent,
         coregister_dir=lambda wc, input: Path(input.coregistered[0]).parent,
@@ -57,7 +64,7 @@ rule report:
         config["containers"]["report"]
     shell:
         "bratsflow report --subject {wildcards.subject} --segmentation {input.segmentation}"
-        " --members {input.members} --names {params.names} --brain-mask {input.brain_mask}"
+        " --members {input.members} --names {params.names} {params.probabilities} --brain-mask {input.brain_mask}"
         " --coregister-record {input.coregister_record} --skullstrip-record {input.skullstrip_record}"
         " --convention {params.convention} {params.thresholds} --missing-modalities {params.missing}"
         " --skullstrip-dir {params.skullstrip_dir}"
@@ -127,3 +134,7 @@ if FUSE_MEMBERS:
         [paths.report_plot(RESULTS, name) for name in paths.REPORT_PLOTS],
         records=[REPORT_FILES.record],
     )
+
+if PROBABILITY_MEMBERS:
+
+    deliver(REPORT_FILES.probability_entropy)

@@ -19,6 +19,10 @@ def add_commands(commands) -> None:
     report.add_argument("--members", type=Path, nargs="+", required=True, metavar="SEG",
                         help="the members' label maps")
     report.add_argument("--names", nargs="+", metavar="NAME", help="member names (default: the file names)")
+    report.add_argument("--probabilities", nargs="*", metavar="NAME=NPZ",
+                        help="the probability files of the members that write one: the entropy of their mean "
+                             "probability (report/probability_entropy.nii.gz); given with none, the map is written "
+                             "as NaN (the subject's members that write probabilities were all skipped)")
     report.add_argument("--brain-mask", type=Path, required=True, help="skull stripping's brain mask")
     report.add_argument("--convention", choices=sorted(CONVENTIONS), default=DEFAULT_CONVENTION)
     figures = report.add_argument_group("QC figures", "drawn when both image folders are given")
@@ -66,11 +70,28 @@ def run_report(args: argparse.Namespace) -> None:
         raise ConfigError(f"{len(names)} names for {len(args.members)} members")
     if (args.skullstrip_dir is None) != (args.coregister_dir is None):
         raise ConfigError("the figures need both --skullstrip-dir and --coregister-dir")
+    probabilities = None if args.probabilities is None else _probability_files(args.probabilities, names)
     params = QCParams(**{field.name: getattr(args, field.name) for field in fields(QCParams)})
     report_subject(args.segmentation, dict(zip(names, args.members)), args.brain_mask, args.out,
                    convention=args.convention, params=params, images=_images(args), subject=args.subject,
                    missing_modalities=args.missing_modalities, coregister_record=args.coregister_record,
-                   skullstrip_record=args.skullstrip_record, truth=args.truth)
+                   skullstrip_record=args.skullstrip_record, truth=args.truth, probabilities=probabilities)
+
+
+def _probability_files(pairs: list[str], names: list[str]) -> dict[str, Path]:
+    from ..errors import ConfigError
+
+    files = {}
+    for pair in pairs:
+        name, sep, path = pair.partition("=")
+        if not sep or not path:
+            raise ConfigError(f"--probabilities {pair!r}: expected NAME=NPZ, a member name and its probability file")
+        if name not in names:
+            raise ConfigError(f"--probabilities {pair!r}: {name!r} is not one of the members {names}")
+        if name in files:
+            raise ConfigError(f"--probabilities names member {name!r} twice")
+        files[name] = Path(path)
+    return files
 
 
 def _images(args: argparse.Namespace) -> ReportImages | None:
