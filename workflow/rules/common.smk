@@ -104,12 +104,6 @@ def subject_members(subject):
     return [m["name"] for m in SEGMENT_MEMBERS if m["name"] not in skipped]
 
 
-def member_files(subject, probabilities=False):
-    """The label maps (or probability files) of the members that run on a subject."""
-    file = paths.segment_probabilities if probabilities else paths.segment_member
-    return [str(file(RESULTS, subject, name)) for name in subject_members(subject)]
-
-
 # The members that write probability files (bratsflow.segment.Member.writes_probabilities: not containers).
 PROBABILITY_MEMBERS = [m["name"] for m in SEGMENT_MEMBERS if Member.from_config(m).writes_probabilities]
 
@@ -119,15 +113,17 @@ def probability_members(subject):
     return [name for name in subject_members(subject) if name in PROBABILITY_MEMBERS]
 
 
-def probability_files(subject):
-    """The probability files of `probability_members`."""
-    return [str(paths.segment_probabilities(RESULTS, subject, name)) for name in probability_members(subject)]
+def member_files(subject, probabilities=False):
+    """The label maps of the members that run on a subject, or the probability files of those that write one."""
+    if probabilities:
+        return [str(paths.segment_probabilities(RESULTS, subject, name)) for name in probability_members(subject)]
+    return [str(paths.segment_member(RESULTS, subject, name)) for name in subject_members(subject)]
 
 
 def report_probability_args(subject, files):
-    """The report's --probabilities NAME=NPZ of `probability_files`. Its map is an output whenever a member of the
-    configuration writes probabilities, so the flag comes even bare for a subject whose such members were all
-    skipped (missing_modalities: run-available): the map is then written as NaN."""
+    """The report's --probabilities NAME=NPZ of the probability files (`member_files`). Its map is an output
+    whenever a member of the configuration writes probabilities, so the flag comes even bare for a subject whose
+    such members were all skipped (missing_modalities: run-available): the map is then written as NaN."""
     if not PROBABILITY_MEMBERS:
         return ""
     pairs = zip(probability_members(subject), files)

@@ -9,7 +9,7 @@ rule report:
     input:
         segmentation=str(step_files("fuse").segmentation),
         members=lambda wc: member_files(wc.subject),
-        probabilities=lambda wc: probability_files(wc.subject),
+        probabilities=lambda wc: member_files(wc.subject, probabilities=True),
         brain_mask=str(step_files("skullstrip").brain_mask),
         coregister_record=str(step_files("coregister").record),
         skullstrip_record=str(step_files("skullstrip").record),
