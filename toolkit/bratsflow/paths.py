@@ -36,6 +36,10 @@ class StepFiles:
     def record(self) -> Path:
         return self.folder / f"{self.step}.json"
 
+    def table(self, suffix: str = ".tsv") -> Path:
+        """The step's own table, <step>.tsv (or .csv, .parquet): a step that writes one table needs no name here."""
+        return self.folder / f"{self.step}{suffix}"
+
     @property
     def brain_mask(self) -> Path:
         """Skull stripping's brain mask; the skull-stripped images lie beside it."""

@@ -1,6 +1,7 @@
 """The pipeline's steps and their container images: the one table the Snakefile (which rule files it includes),
-`containers/build`, `containers/lock` and the container tests read. Adding a step: a row here, its module, its rule
-file `workflow/rules/<step>.smk`, its config block and schema, its image `containers/<image>/`.
+`containers/build`, `containers/lock`, `containers/apptainer-run` and the container tests read. Adding a step: a
+row here, its module, its rule file `workflow/rules/<step>.smk`, its config block and schema, its image
+`containers/<image>/`.
 
 Plain Python without imports beyond the standard library: `containers/build` runs it before any environment exists
 (`python3 toolkit/bratsflow/steps.py images`).
@@ -63,7 +64,12 @@ def image(name: str) -> Image:
 
 if __name__ == "__main__":
     # images: the build order, one image a line, as "name parent variants" (variants comma-separated or -).
-    if sys.argv[1:] != ["images"]:
-        sys.exit("usage: steps.py images")
-    for entry in IMAGES:
-        print(entry.name, entry.parent or "-", ",".join(entry.variants) or "-")
+    # steps: the pipeline order, one step a line, as "name image variants" (its image's variants).
+    if sys.argv[1:] == ["images"]:
+        for entry in IMAGES:
+            print(entry.name, entry.parent or "-", ",".join(entry.variants) or "-")
+    elif sys.argv[1:] == ["steps"]:
+        for step in STEPS:
+            print(step.name, step.image, ",".join(image(step.image).variants) or "-")
+    else:
+        sys.exit("usage: steps.py images|steps")
