@@ -193,15 +193,19 @@ ALIGNMENT_SAMPLING_MM = 2.0
 def images_nmi(images: Mapping[str, np.ndarray], reference: str, brain: np.ndarray, spacing_mm) -> dict[str, float]:
     """Each image's normalised mutual information with `reference` inside the brain, both divided by their local
     mean (bratsflow.alignment.flatten: bias fields do not count) — how well the delivered images line up."""
-    from .alignment import flatten, normalized_mutual_information
+    from .alignment import flatten, flatten_weight, normalized_mutual_information
 
     strides = [max(1, round(ALIGNMENT_SAMPLING_MM / float(s))) for s in spacing_mm]
     sample = tuple(slice(None, None, stride) for stride in strides)
     spacing = [float(s) * stride for s, stride in zip(spacing_mm, strides)]
     inside = brain[sample]
-    fixed = flatten(images[reference][sample], inside, spacing)[inside]
-    return {m: round(normalized_mutual_information(fixed, flatten(data[sample], inside, spacing)[inside]), 4)
-            for m, data in images.items() if m != reference}
+    weight = flatten_weight(inside, spacing)
+
+    def flat(data: np.ndarray) -> np.ndarray:
+        return flatten(data[sample], inside, spacing, weight=weight)[inside]
+
+    fixed = flat(images[reference])
+    return {m: round(normalized_mutual_information(fixed, flat(data)), 4) for m, data in images.items() if m != reference}
 
 
 def alignment_flags(image_nmi: Mapping[str, float], reference: str, params: QCParams) -> list[dict[str, str]]:
