@@ -180,7 +180,7 @@ def panels(frame: Frame, layout: Layout, panel_in: float = PANEL_IN) -> tuple[Fi
     for ax in axes.flat:
         ax.set_axis_off()
     for col, view in enumerate(VIEWS):
-        axes[0, col].set_title(view, pad=2, **TEXT)
+        axes[0, col].set_title(view, pad=2, y=1.0, **TEXT)
         for side, (x, y) in zip(VIEW_SIDES[view], ((0.03, 0.5), (0.97, 0.5), (0.5, 0.97), (0.5, 0.03))):
             axes[0, col].text(x, y, side, transform=axes[0, col].transAxes, ha="center", va="center",
                               color="0.75", fontsize=7, zorder=5)
