@@ -15,8 +15,8 @@ from bratsflow.errors import InputError
 from bratsflow.io import label_image, save_image, sha256_file
 from bratsflow.labels import REGION_DEPTH, REGIONS, SUMMARY_REGIONS, region_mask
 from bratsflow.qc import (QCParams, agreement, alignment_flags, binary_entropy, border_contact_cm2, cohort_tables,
-                          disagreement_map, flags, images_nmi, record_flags, region_volumes, report_subject,
-                          vote_counts, vote_fractions)
+                          disagreement_map, ensemble_maps, flags, images_nmi, record_flags, region_volumes,
+                          report_subject, vote_counts, vote_fractions)
 
 AFFINE = np.diag([2.0, 2.0, 2.0, 1.0])  # 8 µL voxels
 VOXEL_ML = 0.008
@@ -67,8 +67,17 @@ def test_maps_by_count_equal_the_maps_by_voxel(members):
     votes = vote_fractions(depths)
     assert votes.dtype == np.float32 and np.array_equal(votes, by_voxel)
     disagreement = disagreement_map(vote_counts(depths), members)
-    assert disagreement.dtype == np.float32
-    assert np.array_equal(disagreement, np.max([binary_entropy(v) for v in by_voxel], axis=0))
+    expected = np.max([binary_entropy(v) for v in by_voxel], axis=0)
+    assert disagreement.dtype == np.float32 and np.array_equal(disagreement, expected)
+    # The same maps computed around the tumours only, on a grid with tumour-free margins.
+    margins = ((5, 2), (0, 3), (4, 4))
+    votes, disagreement = ensemble_maps(np.pad(depths, ((0, 0), *margins)))
+    assert votes.flags.f_contiguous and disagreement.flags.f_contiguous
+    assert np.array_equal(np.moveaxis(votes, -1, 0), np.pad(by_voxel, ((0, 0), *margins)))
+    assert np.array_equal(disagreement, np.pad(expected, margins))
+    assert not np.signbit(disagreement).any() and not np.signbit(votes).any()
+    empty = ensemble_maps(np.zeros((members, 4, 4, 4), np.uint8))
+    assert not empty[0].any() and not empty[1].any()
     labels = np.array([0, 2, 1, 3], np.uint8)[depths[0]]  # brats2023 labels of the depths
     assert region_volumes(labels, VOXEL_ML, "brats2023") == {
         region: round(float(np.count_nonzero(region_mask(labels, region, "brats2023"))) * VOXEL_ML, 3)

@@ -93,18 +93,42 @@ def disagreement_map(counts: np.ndarray, members: int) -> np.ndarray:
     return binary_entropy(vote_levels(members))[counts].max(axis=0)
 
 
+def ensemble_maps(depths: np.ndarray, box: tuple[slice, ...] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Members' depth maps (K, ...) -> their vote fractions (..., 3 regions) and disagreement map, float32 in
+    Fortran order (as written). Computed in the `box` around the voxels some member puts in the tumour
+    (tumour_box; computed when not given): elsewhere every fraction and entropy is 0, and at 1 mm the box is a
+    few per cent of the grid."""
+    box = tumour_box(depths) if box is None else box
+    votes = np.zeros((*depths.shape[1:], len(REGIONS)), np.float32, order="F")
+    disagreement = np.zeros(depths.shape[1:], np.float32, order="F")
+    counts = vote_counts(depths[(slice(None), *box)])
+    votes[box] = np.moveaxis(vote_levels(len(depths))[counts], 0, -1)
+    disagreement[box] = disagreement_map(counts, len(depths))
+    return votes, disagreement
+
+
+def tumour_box(depths: np.ndarray) -> tuple[slice, ...]:
+    """The smallest box of the grid holding every voxel some member puts in the tumour (empty without any)."""
+    tumour = depths.any(axis=0)
+    box = []
+    for axis in range(tumour.ndim):
+        hit = np.flatnonzero(tumour.any(axis=tuple(a for a in range(tumour.ndim) if a != axis)))
+        box.append(slice(int(hit[0]), int(hit[-1]) + 1) if hit.size else slice(0, 0))
+    return tuple(box)
+
+
 def agreement(depths: np.ndarray, voxel_ml: float) -> dict[str, dict[str, float]]:
     """Per region: the members' mean pairwise Dice (both empty count 1) and the disputed volume in mL."""
     out = {}
     for region in REGIONS:
         masks = depths >= REGION_DEPTH[region]
-        sizes = [np.count_nonzero(mask) for mask in masks]
+        sizes = [int(np.count_nonzero(mask)) for mask in masks]
         dices = []
         for a, b in combinations(range(len(masks)), 2):
             size = sizes[a] + sizes[b]
-            dices.append(1.0 if size == 0 else 2.0 * np.count_nonzero(masks[a] & masks[b]) / size)
+            dices.append(1.0 if size == 0 else 2.0 * int(np.count_nonzero(masks[a] & masks[b])) / size)
         votes = masks.sum(axis=0, dtype=np.uint8)
-        disputed = np.count_nonzero((votes > 0) & (votes < len(masks)))
+        disputed = int(np.count_nonzero((votes > 0) & (votes < len(masks))))
         out[region] = {"mean_pairwise_dice": round(float(np.mean(dices)) if dices else 1.0, 4),
                        "disputed_ml": round(disputed * voxel_ml, 3)}
     return out
@@ -260,10 +284,10 @@ def report_subject(segmentation: str | Path, members: dict[str, str | Path], bra
                                                                  ("skullstrip", skullstrip_record)) if path}})
     voxel_ml = float(np.prod(fused_img.header.get_zooms()[:3])) / 1000
     with run.phase("uncertainty"):
-        counts = vote_counts(depths)
-        votes = vote_levels(len(depths))[counts]
-        disagreement = disagreement_map(counts, len(depths))
-        by_region = agreement(depths, voxel_ml)
+        box = tumour_box(depths)
+        votes, disagreement = ensemble_maps(depths, box)
+        # Outside the members' tumours no voxel counts towards a Dice or a disputed volume.
+        by_region = agreement(depths[(slice(None), *box)], voxel_ml)
     volumes = region_volumes(fused, voxel_ml, convention)
     tumour = region_mask(fused, "WT", convention)
     outside = float(np.count_nonzero(tumour & ~brain)) / max(int(np.count_nonzero(tumour)), 1)
@@ -273,7 +297,7 @@ def report_subject(segmentation: str | Path, members: dict[str, str | Path], bra
     raised = flags(volumes, by_region, len(members), outside, contact, params) + \
         record_flags(earlier.get("coregister"), earlier.get("skullstrip"), params)
     with run.phase("write"):
-        run.save_image("votes", _float_image(np.moveaxis(votes, 0, -1), fused_img), files.votes)
+        run.save_image("votes", _float_image(votes, fused_img), files.votes)
         run.save_image("disagreement", _float_image(disagreement, fused_img), files.disagreement)
     scores = {}
     if truth_labels is not None:
