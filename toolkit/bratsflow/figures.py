@@ -109,15 +109,22 @@ def centroid(mask: np.ndarray) -> tuple[int, int, int] | None:
     return int(round(centre[0])), int(round(centre[1])), int(round(centre[2]))
 
 
-def bounding_box(mask: np.ndarray, margin: tuple[int, int, int]) -> tuple[slice, slice, slice]:
-    """The box around the mask's voxels, `margin` voxels wider on each side (clipped to the grid); the whole grid
-    for an empty mask."""
-    if not mask.any():
-        return slice(0, mask.shape[0]), slice(0, mask.shape[1]), slice(0, mask.shape[2])
+def planes(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per axis, which planes of the mask hold a voxel."""
+    occupied = [mask.any(axis=tuple(a for a in range(3) if a != axis)) for axis in range(3)]
+    return occupied[0], occupied[1], occupied[2]
+
+
+def bounding_box(occupied: tuple[np.ndarray, np.ndarray, np.ndarray], margin: tuple[int, int, int]
+                 ) -> tuple[slice, slice, slice]:
+    """The box around the occupied planes (`planes` of a mask), `margin` voxels wider on each side (clipped to the
+    grid); the whole grid when no plane is."""
+    if not occupied[0].any():
+        return slice(0, len(occupied[0])), slice(0, len(occupied[1])), slice(0, len(occupied[2]))
     box = []
-    for axis, extra in enumerate(margin):
-        hit = np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != axis)))
-        box.append(slice(max(0, int(hit[0]) - extra), min(mask.shape[axis], int(hit[-1]) + 1 + extra)))
+    for hits, extra in zip(occupied, margin):
+        hit = np.flatnonzero(hits)
+        box.append(slice(max(0, int(hit[0]) - extra), min(len(hits), int(hit[-1]) + 1 + extra)))
     return box[0], box[1], box[2]
 
 
@@ -132,7 +139,13 @@ class Frame:
     def around(cls, mask: np.ndarray, centre: tuple[int, int, int] | None, spacing: tuple[float, float, float],
                margin_mm: float) -> Frame:
         """The box around `mask` with a margin, through `centre` (default: the box's centre), kept inside it."""
-        box = bounding_box(mask, tuple(int(np.ceil(margin_mm / s)) for s in spacing))
+        return cls.spanning(planes(mask), centre, spacing, margin_mm)
+
+    @classmethod
+    def spanning(cls, occupied: tuple[np.ndarray, np.ndarray, np.ndarray], centre: tuple[int, int, int] | None,
+                 spacing: tuple[float, float, float], margin_mm: float) -> Frame:
+        """`around`, given the occupied planes of each axis (`planes`)."""
+        box = bounding_box(occupied, tuple(int(np.ceil(margin_mm / s)) for s in spacing))
         if centre is None:
             centre = tuple((b.start + b.stop) // 2 for b in box)
         centre = tuple(min(max(c, b.start), b.stop - 1) for c, b in zip(centre, box))
@@ -298,16 +311,30 @@ class SubjectData:
         return region_mask(self.fused, "WT", self.convention)
 
     @cached_property
-    def head(self) -> np.ndarray:
-        """Where any co-registered image has signal, or the brain mask."""
-        head = self.brain.copy()
+    def head(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The planes (`planes`) where any co-registered image has signal or the brain mask a voxel. From maximum
+        projections (the images are finite): a third of the time of a whole-volume head mask."""
+        x, y, z = planes(self.brain)
         for volume in self.coregistered.values():
-            head |= volume > 0
-        return head
+            columns = volume.max(axis=2)
+            x, y, z = x | (columns.max(axis=1) > 0), y | (columns.max(axis=0) > 0), z | (volume.max(axis=(0, 1)) > 0)
+        return x, y, z
 
     @cached_property
     def brain_centre(self) -> tuple[int, int, int] | None:
         return centroid(self.brain)
+
+    def limits(self, images: str, modality: str) -> tuple[float, float]:
+        """The display range (`window`) of one of the `stripped` or `coregistered` images, computed once: the
+        figures show some images twice."""
+        key = (images, modality)
+        if key not in self._limits:
+            self._limits[key] = window(getattr(self, images)[modality])
+        return self._limits[key]
+
+    @cached_property
+    def _limits(self) -> dict[tuple[str, str], tuple[float, float]]:
+        return {}
 
 
 @dataclass(frozen=True)
@@ -330,8 +357,8 @@ def overview(data: SubjectData, params: FigureParams) -> Figure:
     where = "tumour centroid" if tumour.any() else "brain centroid (no tumour)"
     fig, axes = panels(frame, Layout([MODALITY_NAMES[m] for m in data.stripped], f"{data.subject}: fused segmentation",
                                      f"Skull-stripped atlas-space images through the {where}.", label_legend()))
-    for row, volume in enumerate(data.stripped.values()):
-        limits = window(volume)
+    for row, (modality, volume) in enumerate(data.stripped.items()):
+        limits = data.limits("stripped", modality)
         for col, view in enumerate(VIEWS):
             show(axes[row, col], frame, view, volume, limits)
             outline_labels(axes[row, col], frame, view, data.fused, data.convention)
@@ -339,7 +366,7 @@ def overview(data: SubjectData, params: FigureParams) -> Figure:
 
 
 def _head_frame(data: SubjectData, params: FigureParams) -> Frame:
-    return Frame.around(data.head, data.brain_centre, data.spacing, params.margin_mm)
+    return Frame.spanning(data.head, data.brain_centre, data.spacing, params.margin_mm)
 
 
 def brain_mask_figure(data: SubjectData, params: FigureParams) -> Figure:
@@ -349,8 +376,8 @@ def brain_mask_figure(data: SubjectData, params: FigureParams) -> Figure:
     fig, axes = panels(frame, Layout([MODALITY_NAMES[m] for m in data.coregistered], f"{data.subject}: brain mask",
                                      "Co-registered atlas-space images (skull on) through the brain centroid.",
                                      (handle,)))
-    for row, volume in enumerate(data.coregistered.values()):
-        limits = window(volume)
+    for row, (modality, volume) in enumerate(data.coregistered.items()):
+        limits = data.limits("coregistered", modality)
         for col, view in enumerate(VIEWS):
             show(axes[row, col], frame, view, volume, limits)
             outline(axes[row, col], frame.plane(data.brain, view), MASK_COLOUR)
@@ -370,11 +397,11 @@ def registration_figure(data: SubjectData, params: FigureParams) -> Figure:
     reference_image = data.coregistered[data.reference]
     for row, modality in enumerate(others):
         volume = data.coregistered[modality]
-        limits = window(volume)
+        limits = data.limits("coregistered", modality)
         for col, view in enumerate(VIEWS):
             show(axes[row, col], frame, view, volume, limits)
             paint(axes[row, col], frame, view, edges(frame.plane(reference_image, view), params.edge_share), EDGE_COLOUR)
-    limits = window(reference_image)
+    limits = data.limits("coregistered", data.reference)
     for col, view in enumerate(VIEWS):
         show(axes[-1, col], frame, view, reference_image, limits)
         outline(axes[-1, col], frame.plane(data.atlas_brain, view), MASK_COLOUR)
@@ -396,7 +423,7 @@ def members_figure(data: SubjectData, params: FigureParams) -> Figure:
                     "(0 unanimous, 1 bit split evenly).", label_legend(), band_in=0.4)
     fig, axes = panels(frame, layout, PANEL_IN * min(1.0, params.member_rows / len(layout.rows)))
     reference_image = data.stripped[data.reference]
-    limits = window(reference_image)
+    limits = data.limits("stripped", data.reference)
     for row, labels in enumerate(maps.values()):
         for col, view in enumerate(VIEWS):
             show(axes[row, col], frame, view, reference_image, limits)
