@@ -135,17 +135,18 @@ def agreement(depths: np.ndarray, voxel_ml: float) -> dict[str, dict[str, float]
 
 
 def region_volumes(labels: np.ndarray, voxel_ml: float, convention: str) -> dict[str, float]:
-    # Voxels counted per sub-region in one pass, not one pass over the volume per region.
-    voxels = np.bincount(to_depth(labels, convention).ravel(), minlength=len(NESTING) + 1)
-    return {region: round(float(sum(voxels[NESTING.index(name) + 1] for name in REGION_MEMBERS.get(region, (region,))))
-                          * voxel_ml, 3)
+    # Voxels counted once per sub-region (its depth), not once per region with a mask of its label values.
+    depth = to_depth(labels, convention)
+    voxels = {name: int(np.count_nonzero(depth == index)) for index, name in enumerate(NESTING, start=1)}
+    return {region: round(float(sum(voxels[name] for name in REGION_MEMBERS.get(region, (region,)))) * voxel_ml, 3)
             for region in SUMMARY_REGIONS}
 
 
 def border_contact_cm2(mask: np.ndarray, spacing_mm) -> float:
     """The largest area (cm²) over which the mask meets one face of its grid."""
-    return max(float(np.count_nonzero(np.take(mask, index, axis=axis))) * float(np.prod(np.delete(spacing_mm, axis)))
-               / 100 for axis in range(mask.ndim) for index in (0, -1))
+    # Faces as views: np.take copied the whole (Fortran-ordered) mask for each face, 0.16 s at 1 mm.
+    return max(float(np.count_nonzero(mask[(slice(None),) * axis + (index,)]))
+               * float(np.prod(np.delete(spacing_mm, axis))) / 100 for axis in range(mask.ndim) for index in (0, -1))
 
 
 def flags(volumes_ml: dict[str, float], agreement_by_region: dict, members: int, outside_brain: float,
