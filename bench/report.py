@@ -6,14 +6,14 @@ with `--before`, this checkout against another side by side.
 Each round runs `bratsflow report` in a fresh process as its rule runs it (workflow/rules/report.smk: the same
 arguments, thresholds from config/config.yaml, one thread), once per checkout, the order of the two alternating
 from call to call so that both see the same machine load. Prints the median of each phase (the record's
-`timings_s`; "start and rest": process start, imports, checksums and the record), of the whole command and, with
-`--before`, the ratio after / before, then whether the two checkouts wrote the same record values, maps and
-figures.
+`timings_s`; "start and rest": process start, imports, checksums and the record), of the whole command, of its CPU
+time and, with `--before`, the ratio after / before, then whether the two checkouts wrote the same record values,
+maps and figures. The load average is printed with each run: the wall clock of a busy machine says little.
 
 `--results`: a finished run's results folder (subjects with a fused segmentation; default every one). Without
 it, one synthetic subject: its four images brought into atlas space through the true transforms (what
 co-registration delivers) and masked with the true brain mask (what skull stripping delivers); its true labels
-stand in for the fused segmentation, and three members are the truth shifted by one voxel, with its core eroded,
+stand in for the fused segmentation, and three members are the truth shifted by two voxels, with its core eroded,
 and as is. The atlas is the built-in MNI152, whose grid the synthetic cohort shares. `--keep DIR` keeps the last
 run's report folders (to look at the figures).
 """
@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -95,15 +96,19 @@ def command(inputs: dict, sid: str, out: Path) -> list[str]:
 
 
 def run(toolkit: Path, inputs: dict, sid: str, out: Path) -> dict[str, float]:
-    """One fresh process of the report step: seconds per phase, the rest and the whole command."""
+    """One fresh process of the report step: seconds per phase, the rest and the whole command, and its CPU
+    seconds (user and system: on a shared machine steadier than the wall clock)."""
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     done = subprocess.run(command(inputs, sid, out), env={**os.environ, "PYTHONPATH": str(toolkit)},
                           capture_output=True, text=True)
     seconds = time.perf_counter() - start
     if done.returncode != 0:
         raise SystemExit(f"{toolkit}: {done.stderr.strip()}")
+    now = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = now.ru_utime - used.ru_utime + now.ru_stime - used.ru_stime
     phases = json.loads(paths.StepFiles(out, "report").record.read_text())["timings_s"]
-    return {**phases, REST: seconds - sum(phases.values()), "total": seconds}
+    return {**phases, REST: seconds - sum(phases.values()), "total": seconds, "total CPU": cpu}
 
 
 def differences(before: Path, after: Path) -> list[str]:
@@ -166,8 +171,8 @@ def main() -> None:
                 for code in order:
                     seconds = run(codes[code], inputs, sid, work / code / sid)
                     times[sid, code].append(seconds)
-                    print(f"round {round_index + 1} {sid} {code:<6} {seconds['total']:5.1f} s  "
-                          f"load {os.getloadavg()[0]:.1f}", flush=True)
+                    print(f"round {round_index + 1} {sid} {code:<6} {seconds['total']:5.1f} s "
+                          f"({seconds['total CPU']:.1f} s CPU)  load {os.getloadavg()[0]:.1f}", flush=True)
         for sid in cases:
             print(f"\n{sid}: median of {args.rounds} runs (s)")
             phases = list(dict.fromkeys(phase for code in codes for run_times in times[sid, code] for phase in run_times))
