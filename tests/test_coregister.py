@@ -167,6 +167,20 @@ def test_unknown_atlas_and_unfetched_atlas(tmp_path, monkeypatch):
         atlas_module.load_atlas("sri24")
 
 
+def test_builtin_mni152_is_nilearns():
+    """The MNI152 read from nilearn's package data (without importing nilearn.datasets) is the template and brain
+    mask nilearn's loaders give, voxel for voxel."""
+    from nilearn import datasets
+
+    atlas = atlas_module.load_atlas("mni152")
+    template = datasets.load_mni152_template(resolution=1)
+    mask = datasets.load_mni152_brain_mask(resolution=1)
+    assert atlas.image.get_data_dtype() == np.float32 and atlas.mask.get_data_dtype() == np.uint8
+    assert np.array_equal(np.asarray(atlas.image.dataobj), np.asarray(template.dataobj, dtype=np.float32))
+    assert np.array_equal(np.asarray(atlas.mask.dataobj), np.asarray(mask.dataobj, dtype=np.uint8))
+    assert np.array_equal(atlas.image.affine, template.affine) and np.array_equal(atlas.mask.affine, mask.affine)
+
+
 def test_atlas_fetch_verifies_the_checksum(loopback_server, tiny_atlas, tmp_path, monkeypatch):
     served, base = loopback_server
     monkeypatch.setenv(atlas_module.CACHE_ENV, str(tmp_path / "cache"))

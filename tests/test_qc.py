@@ -14,9 +14,11 @@ from bratsflow.cli import main
 from bratsflow.commands.report import _probability_files as parse
 from bratsflow.errors import ConfigError, InputError
 from bratsflow.io import label_image, save_image, save_probabilities, sha256_file
+from bratsflow.labels import REGION_DEPTH, REGIONS, SUMMARY_REGIONS, region_mask
 from bratsflow.qc import (QCParams, agreement, alignment_flags, binary_entropy, border_contact_cm2, cohort_tables,
-                          flags, images_nmi, mean_region_probabilities, probability_entropy, record_flags,
-                          report_subject, vote_fractions)
+                          disagreement_map, ensemble_maps, flags, images_nmi, mean_region_probabilities,
+                          probability_entropy, record_flags, region_volumes, report_subject, vote_counts,
+                          vote_fractions)
 
 AFFINE = np.diag([2.0, 2.0, 2.0, 1.0])  # 8 µL voxels
 VOXEL_ML = 0.008
@@ -55,6 +57,33 @@ def test_votes_entropy_and_agreement():
     assert by_region["WT"]["mean_pairwise_dice"] == pytest.approx((1 + 0.8 + 0.8) / 3, abs=1e-4)
     assert by_region["WT"]["disputed_ml"] == pytest.approx(VOXEL_ML)
     assert agreement(depths[:1], VOXEL_ML)["ET"] == {"mean_pairwise_dice": 1.0, "disputed_ml": 0.0}
+
+
+@pytest.mark.parametrize("members", range(1, 7))
+def test_maps_by_count_equal_the_maps_by_voxel(members):
+    """Vote fractions and disagreement looked up by vote count are, bit for bit, the members' mean vote and the
+    largest entropy computed voxel by voxel; region volumes counted per sub-region are those of the regions' masks."""
+    rng = np.random.default_rng(members)
+    depths = rng.integers(0, 4, (members, 40, 30, 20)).astype(np.uint8)
+    by_voxel = np.stack([(depths >= REGION_DEPTH[r]).mean(axis=0, dtype=np.float32) for r in REGIONS])
+    votes = vote_fractions(depths)
+    assert votes.dtype == np.float32 and np.array_equal(votes, by_voxel)
+    disagreement = disagreement_map(vote_counts(depths), members)
+    expected = np.max([binary_entropy(v) for v in by_voxel], axis=0)
+    assert disagreement.dtype == np.float32 and np.array_equal(disagreement, expected)
+    # The same maps computed around the tumours only, on a grid with tumour-free margins.
+    margins = ((5, 2), (0, 3), (4, 4))
+    votes, disagreement = ensemble_maps(np.pad(depths, ((0, 0), *margins)))
+    assert votes.flags.f_contiguous and disagreement.flags.f_contiguous
+    assert np.array_equal(np.moveaxis(votes, -1, 0), np.pad(by_voxel, ((0, 0), *margins)))
+    assert np.array_equal(disagreement, np.pad(expected, margins))
+    assert not np.signbit(disagreement).any() and not np.signbit(votes).any()
+    empty = ensemble_maps(np.zeros((members, 4, 4, 4), np.uint8))
+    assert not empty[0].any() and not empty[1].any()
+    labels = np.array([0, 2, 1, 3], np.uint8)[depths[0]]  # brats2023 labels of the depths
+    assert region_volumes(labels, VOXEL_ML, "brats2023") == {
+        region: round(float(np.count_nonzero(region_mask(labels, region, "brats2023"))) * VOXEL_ML, 3)
+        for region in SUMMARY_REGIONS}
 
 
 def test_report_writes_maps_and_flags_disagreement(subject, tmp_path):

@@ -107,18 +107,25 @@ def foreground(data: np.ndarray) -> np.ndarray:
     return ndi.binary_fill_holes(closed | ndi.binary_dilation(largest))
 
 
-def flatten(data: np.ndarray, mask: np.ndarray, spacing, sigma_mm: float = FLATTEN_MM) -> np.ndarray:
+def flatten(data: np.ndarray, mask: np.ndarray, spacing, sigma_mm: float = FLATTEN_MM, *,
+            weight: np.ndarray | None = None) -> np.ndarray:
     """`data` divided by its Gaussian local mean inside `mask` (normalised convolution, so the mask's edge does
-    not darken), 0 outside: a smooth bias field divides out, tissue contrast stays."""
+    not darken), 0 outside: a smooth bias field divides out, tissue contrast stays. `weight`: the mask's
+    `flatten_weight`, computed once for images that share the mask."""
     sigma = sigma_mm / np.asarray(spacing, dtype=float)
-    inside = mask.astype(np.float32)
     local = ndi.gaussian_filter(np.where(mask, data, 0).astype(np.float32), sigma)
-    weight = ndi.gaussian_filter(inside, sigma)
+    if weight is None:
+        weight = flatten_weight(mask, spacing, sigma_mm)
     mean = local / np.maximum(weight, 1e-3)
     positive = mask & (mean > 0)
     flat = np.zeros(data.shape, np.float32)
     flat[positive] = data[positive] / mean[positive]
     return flat
+
+
+def flatten_weight(mask: np.ndarray, spacing, sigma_mm: float = FLATTEN_MM) -> np.ndarray:
+    """The Gaussian of `mask` that `flatten` divides by."""
+    return ndi.gaussian_filter(mask.astype(np.float32), sigma_mm / np.asarray(spacing, dtype=float))
 
 
 def index_to_physical(image) -> np.ndarray:

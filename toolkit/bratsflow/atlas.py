@@ -66,13 +66,22 @@ def cached_path(name: str) -> Path:
     return cache_dir() / name / DOWNLOADS[name].filename
 
 
-def _mni152() -> Atlas:
-    from nilearn import datasets
+# nilearn's MNI152 2009 template (1 mm) and the brain mask nilearn derives from it (load_mni152_template: the
+# voxels as float32 divided by their maximum; load_mni152_brain_mask: above 0.2), read here from nilearn's package
+# data: importing nilearn.datasets loads pandas and scikit-learn for its fetchers, 2 s of the report step's 12.
+# tests/test_coregister.py checks that both stay equal to nilearn's.
+MNI152_FILE = ("datasets", "data", "mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz")
+MNI152_MASK_THRESHOLD = 0.2
 
-    template = datasets.load_mni152_template(resolution=1)
-    mask = datasets.load_mni152_brain_mask(resolution=1)
-    image = nib.Nifti1Image(np.asarray(template.dataobj, dtype=np.float32), template.affine)
-    mask = nib.Nifti1Image(np.asarray(mask.dataobj, dtype=np.uint8), mask.affine)
+
+def _mni152() -> Atlas:
+    from importlib.util import find_spec
+
+    source = nib.load(Path(find_spec("nilearn").origin).parent.joinpath(*MNI152_FILE))
+    template = np.asanyarray(source.dataobj).astype(np.float32)
+    template /= template.max()
+    image = nib.Nifti1Image(template, source.affine)
+    mask = nib.Nifti1Image((template > MNI152_MASK_THRESHOLD).astype(np.uint8), source.affine)
     return Atlas("mni152", image, mask, "nilearn MNI152 2009 (1 mm, brain only)", None)
 
 

@@ -121,7 +121,8 @@ def to_depth(labels: np.ndarray, convention: str, *, subject: str | None = None,
             check_labels(arr, convention, subject=subject, file=file)
             raise InputError(f"label map of dtype {arr.dtype} is not numeric", subject=subject, file=file)
         arr = arr.astype(np.uint8)
-    depth = depth_lut(convention).take(arr)
+    # Indexing keeps the map's memory order; take converted a Fortran-ordered map (as nibabel reads) twice as slowly.
+    depth = depth_lut(convention)[arr]
     if depth.size and depth.max() == 255:
         check_labels(arr, convention, subject=subject, file=file)
     return depth

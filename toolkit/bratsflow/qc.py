@@ -27,7 +27,8 @@ import numpy as np
 
 from .errors import InputError
 from .io import label_data, load_probabilities, probability_kind, require_same_grid
-from .labels import DEFAULT_CONVENTION, NESTING, REGION_DEPTH, REGIONS, SUMMARY_REGIONS, region_mask, to_depth
+from .labels import (DEFAULT_CONVENTION, NESTING, REGION_DEPTH, REGION_MEMBERS, REGIONS, SUMMARY_REGIONS, region_mask,
+                     to_depth)
 from .paths import StepFiles
 
 
@@ -67,10 +68,20 @@ class ReportImages:
     atlas_mask: str | None = None
 
 
+def vote_counts(depths: np.ndarray) -> np.ndarray:
+    """Members' depth maps (K, ...) -> how many members vote for each region, (3, ...) uint8 in REGIONS order."""
+    return np.stack([(depths >= REGION_DEPTH[r]).sum(axis=0, dtype=np.uint8) for r in REGIONS])
+
+
+def vote_levels(members: int) -> np.ndarray:
+    """The vote fractions `members` members can give, by count of votes (0, 1/K, ..., 1), float32."""
+    return np.arange(members + 1, dtype=np.float32) / members
+
+
 def vote_fractions(depths: np.ndarray) -> np.ndarray:
     """Members' depth maps (K, ...) -> the share of members voting for each region, (3, ...) float32 in
     REGIONS order."""
-    return np.stack([(depths >= REGION_DEPTH[r]).mean(axis=0, dtype=np.float32) for r in REGIONS])
+    return vote_levels(len(depths))[vote_counts(depths)]
 
 
 def binary_entropy(fraction: np.ndarray) -> np.ndarray:
@@ -128,16 +139,47 @@ def probability_entropy(mean: np.ndarray, voxel_ml: float) -> tuple[np.ndarray, 
     return largest, uncertain_ml
 
 
+def disagreement_map(counts: np.ndarray, members: int) -> np.ndarray:
+    """The largest binary entropy of the regions' votes (vote_counts of `members` members), float32. Looked up by
+    count: K members give K + 1 entropies, and their float64 logarithms voxel by voxel took 2 s at 1 mm."""
+    return binary_entropy(vote_levels(members))[counts].max(axis=0)
+
+
+def ensemble_maps(depths: np.ndarray, box: tuple[slice, ...] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Members' depth maps (K, ...) -> their vote fractions (..., 3 regions) and disagreement map, float32 in
+    Fortran order (as written). Computed in the `box` around the voxels some member puts in the tumour
+    (tumour_box; computed when not given): elsewhere every fraction and entropy is 0, and at 1 mm the box is a
+    few per cent of the grid."""
+    box = tumour_box(depths) if box is None else box
+    votes = np.zeros((*depths.shape[1:], len(REGIONS)), np.float32, order="F")
+    disagreement = np.zeros(depths.shape[1:], np.float32, order="F")
+    counts = vote_counts(depths[(slice(None), *box)])
+    votes[box] = np.moveaxis(vote_levels(len(depths))[counts], 0, -1)
+    disagreement[box] = disagreement_map(counts, len(depths))
+    return votes, disagreement
+
+
+def tumour_box(depths: np.ndarray) -> tuple[slice, ...]:
+    """The smallest box of the grid holding every voxel some member puts in the tumour (empty without any)."""
+    tumour = depths.any(axis=0)
+    box = []
+    for axis in range(tumour.ndim):
+        hit = np.flatnonzero(tumour.any(axis=tuple(a for a in range(tumour.ndim) if a != axis)))
+        box.append(slice(int(hit[0]), int(hit[-1]) + 1) if hit.size else slice(0, 0))
+    return tuple(box)
+
+
 def agreement(depths: np.ndarray, voxel_ml: float) -> dict[str, dict[str, float]]:
     """Per region: the members' mean pairwise Dice (both empty count 1) and the disputed volume in mL."""
     out = {}
     for region in REGIONS:
         masks = depths >= REGION_DEPTH[region]
+        sizes = [int(np.count_nonzero(mask)) for mask in masks]
         dices = []
         for a, b in combinations(range(len(masks)), 2):
-            size = int(masks[a].sum()) + int(masks[b].sum())
-            dices.append(1.0 if size == 0 else 2.0 * int((masks[a] & masks[b]).sum()) / size)
-        votes = masks.sum(axis=0)
+            size = sizes[a] + sizes[b]
+            dices.append(1.0 if size == 0 else 2.0 * int(np.count_nonzero(masks[a] & masks[b])) / size)
+        votes = masks.sum(axis=0, dtype=np.uint8)
         disputed = int(np.count_nonzero((votes > 0) & (votes < len(masks))))
         out[region] = {"mean_pairwise_dice": round(float(np.mean(dices)) if dices else 1.0, 4),
                        "disputed_ml": round(disputed * voxel_ml, 3)}
@@ -145,14 +187,18 @@ def agreement(depths: np.ndarray, voxel_ml: float) -> dict[str, dict[str, float]
 
 
 def region_volumes(labels: np.ndarray, voxel_ml: float, convention: str) -> dict[str, float]:
-    return {region: round(float(np.count_nonzero(region_mask(labels, region, convention))) * voxel_ml, 3)
+    # Voxels counted once per sub-region (its depth), not once per region with a mask of its label values.
+    depth = to_depth(labels, convention)
+    voxels = {name: int(np.count_nonzero(depth == index)) for index, name in enumerate(NESTING, start=1)}
+    return {region: round(float(sum(voxels[name] for name in REGION_MEMBERS.get(region, (region,)))) * voxel_ml, 3)
             for region in SUMMARY_REGIONS}
 
 
 def border_contact_cm2(mask: np.ndarray, spacing_mm) -> float:
     """The largest area (cm²) over which the mask meets one face of its grid."""
-    return max(float(np.count_nonzero(np.take(mask, index, axis=axis))) * float(np.prod(np.delete(spacing_mm, axis)))
-               / 100 for axis in range(mask.ndim) for index in (0, -1))
+    # Faces as views: np.take copied the whole (Fortran-ordered) mask for each face, 0.16 s at 1 mm.
+    return max(float(np.count_nonzero(mask[(slice(None),) * axis + (index,)]))
+               * float(np.prod(np.delete(spacing_mm, axis))) / 100 for axis in range(mask.ndim) for index in (0, -1))
 
 
 def flags(volumes_ml: dict[str, float], agreement_by_region: dict, members: int, outside_brain: float,
@@ -224,15 +270,19 @@ ALIGNMENT_SAMPLING_MM = 2.0
 def images_nmi(images: Mapping[str, np.ndarray], reference: str, brain: np.ndarray, spacing_mm) -> dict[str, float]:
     """Each image's normalised mutual information with `reference` inside the brain, both divided by their local
     mean (bratsflow.alignment.flatten: bias fields do not count) — how well the delivered images line up."""
-    from .alignment import flatten, normalized_mutual_information
+    from .alignment import flatten, flatten_weight, normalized_mutual_information
 
     strides = [max(1, round(ALIGNMENT_SAMPLING_MM / float(s))) for s in spacing_mm]
     sample = tuple(slice(None, None, stride) for stride in strides)
     spacing = [float(s) * stride for s, stride in zip(spacing_mm, strides)]
     inside = brain[sample]
-    fixed = flatten(images[reference][sample], inside, spacing)[inside]
-    return {m: round(normalized_mutual_information(fixed, flatten(data[sample], inside, spacing)[inside]), 4)
-            for m, data in images.items() if m != reference}
+    weight = flatten_weight(inside, spacing)
+
+    def flat(data: np.ndarray) -> np.ndarray:
+        return flatten(data[sample], inside, spacing, weight=weight)[inside]
+
+    fixed = flat(images[reference])
+    return {m: round(normalized_mutual_information(fixed, flat(data)), 4) for m, data in images.items() if m != reference}
 
 
 def alignment_flags(image_nmi: Mapping[str, float], reference: str, params: QCParams) -> list[dict[str, str]]:
@@ -293,9 +343,10 @@ def report_subject(segmentation: str | Path, members: dict[str, str | Path], bra
                                                                  ("skullstrip", skullstrip_record)) if path}})
     voxel_ml = float(np.prod(fused_img.header.get_zooms()[:3])) / 1000
     with run.phase("uncertainty"):
-        votes = vote_fractions(depths)
-        disagreement = np.max([binary_entropy(v) for v in votes], axis=0)
-        by_region = agreement(depths, voxel_ml)
+        box = tumour_box(depths)
+        votes, disagreement = ensemble_maps(depths, box)
+        # Outside the members' tumours no voxel counts towards a Dice or a disputed volume.
+        by_region = agreement(depths[(slice(None), *box)], voxel_ml)
     volumes = region_volumes(fused, voxel_ml, convention)
     tumour = region_mask(fused, "WT", convention)
     outside = float(np.count_nonzero(tumour & ~brain)) / max(int(np.count_nonzero(tumour)), 1)
@@ -305,7 +356,7 @@ def report_subject(segmentation: str | Path, members: dict[str, str | Path], bra
     raised = flags(volumes, by_region, len(members), outside, contact, params) + \
         record_flags(earlier.get("coregister"), earlier.get("skullstrip"), params)
     with run.phase("write"):
-        run.save_image("votes", _float_image(np.moveaxis(votes, 0, -1), fused_img), files.votes)
+        run.save_image("votes", _float_image(votes, fused_img), files.votes)
         run.save_image("disagreement", _float_image(disagreement, fused_img), files.disagreement)
     by_probability = {}
     if probabilities is not None:
@@ -437,7 +488,9 @@ def _atlas_brain(run, images: ReportImages, grid: nib.Nifti1Image) -> np.ndarray
 
 
 def _float_image(data: np.ndarray, reference: nib.Nifti1Image) -> nib.Nifti1Image:
-    img = nib.Nifti1Image(data.astype(np.float32), reference.affine)
+    # NIfTI stores voxels in Fortran order: nibabel writes such an array in one piece, any other in slow chunks
+    # (the same bytes; the 1 mm maps' write 0.9 -> 0.6 s).
+    img = nib.Nifti1Image(np.asarray(data, dtype=np.float32, order="F"), reference.affine)
     img.set_data_dtype(np.float32)
     img.header.set_xyzt_units("mm")
     return img
