@@ -130,7 +130,11 @@ def test_cohort_through_slurm_fails_the_bad_subject_and_equals_a_local_run(
         digests = _image_digests(slurm_results, sid)
         assert {f"{sid}/skullstrip/brain_mask.nii.gz", f"{sid}/coregister/transforms/flair-to-t1c.mat",
                 f"{sid}/fuse/segmentation.nii.gz"} <= set(digests)
-        assert digests == _image_digests(local_results, sid)
+        # The local run also makes the optional outputs (defaced and native-space images): here they would be nine
+        # SLURM jobs more per subject, of steps that the DAG tests check.
+        local = _image_digests(local_results, sid)
+        assert digests == {path: digest for path, digest in local.items()
+                           if path.split("/")[1] not in ("deface", "native")}
         pd.testing.assert_frame_equal(*(pd.read_parquet(paths.radiomics_features(results, sid))
                                         for results in (slurm_results, local_results)))
         assert (slurm_results / sid / "benchmarks" / "coregister.tsv").is_file()
