@@ -78,8 +78,9 @@ def tiny_members(tmp_path_factory) -> dict[str, Path]:
 
 @pytest.fixture(scope="session")
 def tiny_ensemble_run(tiny_cohort, tiny_atlas, tiny_members, tmp_path_factory) -> Path:
-    """Two tiny subjects through every step with the two-member tiny ensemble, run once with the local profile:
-    the DAG test checks its outputs and the SLURM test compares its cluster run with it (its results folder)."""
+    """Two tiny subjects through every step with the two-member tiny ensemble and the optional outputs, run once
+    with the local profile: the DAG tests check its outputs and the SLURM test compares its cluster run with it (its
+    results folder)."""
     from bratsflow.modalities import MODALITIES
     from bratsflow.paths import bids_image_path
     from workflow_helpers import snakemake, tiny_ensemble, write_config
@@ -89,6 +90,9 @@ def tiny_ensemble_run(tiny_cohort, tiny_atlas, tiny_members, tmp_path_factory) -
     rows += [[sid, *(str(bids_image_path(tiny_cohort, sid, m)) for m in MODALITIES)] for sid in ("sub-001", "sub-002")]
     sheet = folder / "subjects.tsv"
     sheet.write_text("\n".join("\t".join(row) for row in rows) + "\n")
-    config = write_config(folder, tiny_atlas, **tiny_ensemble(tiny_members), samples=str(sheet))
+    # The optional outputs are on in this run only (their nine jobs per subject are paid once): defaced native
+    # images, and an atlas-space image mapped back to T1c.
+    config = write_config(folder, tiny_atlas, **tiny_ensemble(tiny_members), samples=str(sheet),
+                          deface={"enabled": True}, to_native={"images": ["coregister/flair"], "spaces": ["t1c"]})
     snakemake("--workflow-profile", "config/profiles/local", "--configfile", str(config), timeout=900)
     return folder / "results"

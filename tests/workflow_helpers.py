@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -47,3 +48,9 @@ def tiny_ensemble(tiny_members) -> dict:
     members = [{"name": "tiny_labels", "model": str(tiny_members["labels"])},
                {"name": "tiny_regions", "model": str(tiny_members["regions"]), "weight": 2.0}]
     return {"segment": {"members": members}, "fuse": {"method": "mean"}, "threads": {"segment": 1}}
+
+
+def job_counts(output: str) -> dict[str, int]:
+    """Snakemake's 'Job stats' table: rule -> number of jobs it ran."""
+    block = output.split("Job stats:", 1)[1].split("\n\n", 1)[0]
+    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", block, flags=re.MULTILINE) if m[1] != "total"}

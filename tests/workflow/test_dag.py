@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from bratsflow import paths
 from bratsflow.modalities import MODALITIES
 from bratsflow.paths import TruthFiles, bids_image_path
-from workflow_helpers import snakemake, write_config
+from workflow_helpers import job_counts, snakemake, write_config
 
 pytestmark = pytest.mark.workflow
 
@@ -156,6 +158,38 @@ def test_segmentation_members_and_fusion_in_the_dag(tiny_ensemble_run, tiny_memb
     for name in ("sub-001/segment/tiny_regions_probabilities.npz", "sub-002/fuse/segmentation.nii.gz",
                  "sub-002/radiomics/features.parquet", "cohort/features_wide.csv"):
         assert f"\n{name}\t" in listed
+
+
+def test_defaced_and_native_images_are_made_and_made_again_the_same(tiny_ensemble_run, tmp_path):
+    """The tiny ensemble run's optional outputs: defaced native images, and the co-registered FLAIR mapped back to
+    T1c. Made again from a copy of sub-001's inputs to them, they are the same bytes: the reliability tests' bitwise
+    reruns do not switch them on."""
+    results = tiny_ensemble_run
+    listed = (results / "manifest.tsv").read_text()
+    for sid in ("sub-001", "sub-002"):
+        assert f"\n{sid}/native/coregister-flair_space-t1c.nii.gz\t" in listed
+        for name in ("t1", "flair"):
+            # The same grid as the ingested image, some of the head removed.
+            ingested = nib.load(results / sid / "ingest" / f"{name}.nii.gz")
+            defaced = nib.load(results / sid / "deface" / f"{name}.nii.gz")
+            assert defaced.shape == ingested.shape and np.allclose(defaced.affine, ingested.affine)
+            assert 0 < np.count_nonzero(ingested.get_fdata()) - np.count_nonzero(defaced.get_fdata())
+            assert f"\n{sid}/deface/{name}.nii.gz\t" in listed
+
+    again = tmp_path / "results"
+    for step in ("ingest", "coregister", "skullstrip"):
+        shutil.copytree(results / "sub-001" / step, again / "sub-001" / step)
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({**yaml.safe_load((results.parent / "config.yaml").read_text()),
+                                      "results": str(again)}))
+    # One image of each kind: a defaced image, the brain mask mapped to its space (a label map) and the FLAIR mapped
+    # to T1c (an image); the other modalities take the same code paths.
+    made = [Path("sub-001/deface/t1.nii.gz"), Path("sub-001/native/skullstrip-brain_mask_space-t1.nii.gz"),
+            Path("sub-001/native/coregister-flair_space-t1c.nii.gz")]
+    rerun = snakemake(str(again / made[0]), str(again / made[2]), "--cores", "2", "--configfile", str(config))
+    assert job_counts(rerun.stdout + rerun.stderr) == {"deface": 1, "to_native": 2}, "the copied steps do not rerun"
+    for path in made:
+        assert (again / path).read_bytes() == (results / path).read_bytes(), path
 
 
 def test_missing_flair_under_run_available_and_fail(tmp_path, tiny_cohort, tiny_atlas, tiny_members):

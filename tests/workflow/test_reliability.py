@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -29,6 +28,7 @@ from bratsflow.cohort import MODALITIES
 from bratsflow.io import reorient
 from bratsflow.paths import bids_image_path
 from dicom_helpers import write_dicom_series
+from workflow_helpers import job_counts
 
 REPO = Path(__file__).resolve().parents[2]
 GOOD = ("sub-001", "sub-002")
@@ -63,9 +63,6 @@ class Workspace:
             # Not the default demo ensemble (1 mm models, relative to the repository): these runs stop at
             # skull stripping.
             "segment": {"members": []},
-            # The optional outputs on: defaced native images and an atlas-space image mapped back to T1c.
-            "deface": {"enabled": True},
-            "to_native": {"images": ["coregister/flair"], "spaces": ["t1c"]},
         }))
 
     def command(self, *extra: str) -> list[str]:
@@ -94,12 +91,6 @@ def snapshot(folder: Path) -> dict[str, tuple[str, int]]:
     """Every file below `folder` (hidden ones too): content hash and modification time."""
     return {str(p.relative_to(folder)): (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns)
             for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
-def job_counts(output: str) -> dict[str, int]:
-    """Snakemake's 'Job stats' table: rule -> number of jobs it ran."""
-    block = output.split("Job stats:", 1)[1].split("\n\n", 1)[0]
-    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", block, flags=re.MULTILINE) if m[1] != "total"}
 
 
 @pytest.fixture(scope="module")
@@ -140,13 +131,6 @@ def test_a_clean_run_writes_only_results_and_caches(reference, tiny_cohort):
                                                     "sha256": hashlib.sha256(source.read_bytes()).hexdigest()}
         assert gathered["software"]["antspyx"] and gathered["software"]["bratsflow_git_commit"] is not None
         assert gathered["containers"]["used"] is False and "coregister" in gathered["containers"]["images"]
-        assert (ws.results / sid / "native" / "coregister-flair_space-t1c.nii.gz").is_file()
-        for name in ("t1", "flair"):
-            # Defaced native images: the same grid as the ingested image, some of the head removed.
-            ingested = nib.load(ws.results / sid / "ingest" / f"{name}.nii.gz")
-            defaced = nib.load(ws.results / sid / "deface" / f"{name}.nii.gz")
-            assert defaced.shape == ingested.shape and np.allclose(defaced.affine, ingested.affine)
-            assert 0 < np.count_nonzero(ingested.get_fdata()) - np.count_nonzero(defaced.get_fdata())
 
 
 def test_a_bids_tree_ingests_to_the_same_images(reference, tiny_cohort, tiny_atlas, tmp_path):
