@@ -12,7 +12,7 @@ demo: $(VENV)/.installed-workflow
 	snakemake --cores $(CORES)
 
 test: $(VENV)/.installed-test
-	pytest
+	pytest -n $(CORES) --dist loadgroup --no-loadscope-reorder
 
 $(VENV)/bin/pip:
 	$(PYTHON) -m venv $(VENV)

@@ -22,6 +22,25 @@ TINY_MODELS = Path(__file__).parent / "data" / "tiny_models"
 TINY_SPACING_RANGE_MM = (0.2, 16.0)
 
 
+# The session fixture that costs most; every file using it joins one group, so it is made once under xdist.
+SHARED_RUN = "tiny_ensemble_run"
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Under pytest-xdist (`make test` runs `-n 2 --dist loadgroup`), a worker takes whole groups: one per test file,
+    so a module fixture is made once, and one for all files that share the tiny-ensemble run. The slow groups
+    (Snakemake and container runs) go first, so the two workers do not end on them one after the other."""
+    sharing = {item.path for item in items if SHARED_RUN in item.fixturenames}
+
+    def slow(item) -> bool:
+        return item.get_closest_marker("workflow") is not None or item.get_closest_marker("containers") is not None
+
+    for item in items:
+        group = SHARED_RUN if item.path in sharing else str(item.path.relative_to(config.rootpath))
+        item.add_marker(pytest.mark.xdist_group(group))
+    items.sort(key=lambda item: not slow(item))
+
+
 @pytest.fixture(scope="session")
 def tiny_cohort(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("tiny_cohort")
