@@ -17,8 +17,8 @@ from bratsflow.io import label_image, save_image, save_probabilities, sha256_fil
 from bratsflow.labels import REGION_DEPTH, REGIONS, SUMMARY_REGIONS, region_mask
 from bratsflow.qc import (QCParams, agreement, alignment_flags, binary_entropy, border_contact_cm2, cohort_tables,
                           disagreement_map, ensemble_maps, flags, images_nmi, mean_region_probabilities,
-                          probability_entropy, record_flags, region_volumes, report_subject, vote_counts,
-                          vote_fractions)
+                          probability_entropy, record_flags, region_volumes, report_subject, tumour_box,
+                          vote_counts, vote_fractions)
 
 AFFINE = np.diag([2.0, 2.0, 2.0, 1.0])  # 8 µL voxels
 VOXEL_ML = 0.008
@@ -48,7 +48,7 @@ def subject(tmp_path):
 
 def test_votes_entropy_and_agreement():
     depths = np.stack([np.array([0, 1, 3, 3]), np.array([0, 1, 3, 1]), np.array([0, 0, 1, 3])])
-    votes = vote_fractions(depths)
+    votes = vote_fractions(vote_counts(depths), len(depths))
     np.testing.assert_allclose(votes[0], [0, 2 / 3, 1, 1])  # WT: depth >= 1
     np.testing.assert_allclose(votes[2], [0, 0, 2 / 3, 2 / 3])  # ET: depth 3
     np.testing.assert_allclose(binary_entropy(np.array([0.0, 0.5, 1.0, 2 / 3])), [0, 1, 0, 0.9183], atol=1e-4)
@@ -66,19 +66,21 @@ def test_maps_by_count_equal_the_maps_by_voxel(members):
     rng = np.random.default_rng(members)
     depths = rng.integers(0, 4, (members, 40, 30, 20)).astype(np.uint8)
     by_voxel = np.stack([(depths >= REGION_DEPTH[r]).mean(axis=0, dtype=np.float32) for r in REGIONS])
-    votes = vote_fractions(depths)
+    votes = vote_fractions(vote_counts(depths), len(depths))
     assert votes.dtype == np.float32 and np.array_equal(votes, by_voxel)
     disagreement = disagreement_map(vote_counts(depths), members)
     expected = np.max([binary_entropy(v) for v in by_voxel], axis=0)
     assert disagreement.dtype == np.float32 and np.array_equal(disagreement, expected)
     # The same maps computed around the tumours only, on a grid with tumour-free margins.
     margins = ((5, 2), (0, 3), (4, 4))
-    votes, disagreement = ensemble_maps(np.pad(depths, ((0, 0), *margins)))
+    padded = np.pad(depths, ((0, 0), *margins))
+    votes, disagreement = ensemble_maps(padded, tumour_box(padded))
     assert votes.flags.f_contiguous and disagreement.flags.f_contiguous
     assert np.array_equal(np.moveaxis(votes, -1, 0), np.pad(by_voxel, ((0, 0), *margins)))
     assert np.array_equal(disagreement, np.pad(expected, margins))
     assert not np.signbit(disagreement).any() and not np.signbit(votes).any()
-    empty = ensemble_maps(np.zeros((members, 4, 4, 4), np.uint8))
+    none = np.zeros((members, 4, 4, 4), np.uint8)
+    empty = ensemble_maps(none, tumour_box(none))
     assert not empty[0].any() and not empty[1].any()
     labels = np.array([0, 2, 1, 3], np.uint8)[depths[0]]  # brats2023 labels of the depths
     assert region_volumes(labels, VOXEL_ML, "brats2023") == {

@@ -21,6 +21,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from itertools import combinations
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import nibabel as nib
 import numpy as np
@@ -30,6 +31,9 @@ from .io import label_data, load_probabilities, probability_kind, require_same_g
 from .labels import (DEFAULT_CONVENTION, NESTING, REGION_DEPTH, REGION_MEMBERS, REGIONS, SUMMARY_REGIONS, region_mask,
                      to_depth)
 from .paths import StepFiles
+
+if TYPE_CHECKING:  # pandas loads only when the cohort tables are made
+    import pandas as pd
 
 
 @dataclass(frozen=True)
@@ -78,10 +82,10 @@ def vote_levels(members: int) -> np.ndarray:
     return np.arange(members + 1, dtype=np.float32) / members
 
 
-def vote_fractions(depths: np.ndarray) -> np.ndarray:
-    """Members' depth maps (K, ...) -> the share of members voting for each region, (3, ...) float32 in
-    REGIONS order."""
-    return vote_levels(len(depths))[vote_counts(depths)]
+def vote_fractions(counts: np.ndarray, members: int) -> np.ndarray:
+    """The regions' vote counts (vote_counts of `members` members) -> the share of members voting for each region,
+    (3, ...) float32 in REGIONS order."""
+    return vote_levels(members)[counts]
 
 
 def binary_entropy(fraction: np.ndarray) -> np.ndarray:
@@ -145,16 +149,14 @@ def disagreement_map(counts: np.ndarray, members: int) -> np.ndarray:
     return binary_entropy(vote_levels(members))[counts].max(axis=0)
 
 
-def ensemble_maps(depths: np.ndarray, box: tuple[slice, ...] | None = None) -> tuple[np.ndarray, np.ndarray]:
+def ensemble_maps(depths: np.ndarray, box: tuple[slice, ...]) -> tuple[np.ndarray, np.ndarray]:
     """Members' depth maps (K, ...) -> their vote fractions (..., 3 regions) and disagreement map, float32 in
     Fortran order (as written). Computed in the `box` around the voxels some member puts in the tumour
-    (tumour_box; computed when not given): elsewhere every fraction and entropy is 0, and at 1 mm the box is a
-    few per cent of the grid."""
-    box = tumour_box(depths) if box is None else box
+    (tumour_box): elsewhere every fraction and entropy is 0, and at 1 mm the box is a few per cent of the grid."""
     votes = np.zeros((*depths.shape[1:], len(REGIONS)), np.float32, order="F")
     disagreement = np.zeros(depths.shape[1:], np.float32, order="F")
     counts = vote_counts(depths[(slice(None), *box)])
-    votes[box] = np.moveaxis(vote_levels(len(depths))[counts], 0, -1)
+    votes[box] = np.moveaxis(vote_fractions(counts, len(depths)), 0, -1)
     disagreement[box] = disagreement_map(counts, len(depths))
     return votes, disagreement
 
@@ -496,7 +498,7 @@ def _float_image(data: np.ndarray, reference: nib.Nifti1Image) -> nib.Nifti1Imag
     return img
 
 
-def cohort_tables(records: list[str | Path]) -> tuple["pd.DataFrame", "pd.DataFrame"]:
+def cohort_tables(records: list[str | Path]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """From the subjects' report records: volumes (one row per subject, mL of each region and of the brain) and
     QC (one row per subject: flags, agreement, disputed volume, the fused segmentation's Dice against the truth
     where a subject has one, the volume where the members' mean probability is uncertain where members write
