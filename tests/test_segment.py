@@ -101,3 +101,11 @@ def test_segment_cli_with_spec_and_config(tiny_members, subject_files, tmp_path)
     config.write_text(json.dumps({"segment": {"members": [{"name": "l", "model": str(tiny_members["labels"])}]}}))
     assert main(["segment", *args, "--member", "l", "--config", str(config), "--out", str(tmp_path)]) == 0
     assert main(["segment", *args, "--member", "zz", "--config", str(config), "--out", str(tmp_path)]) == 2
+
+
+def test_a_member_of_another_task_is_refused_before_it_runs(tmp_path):
+    # No images, no model: the label sets are compared before anything is loaded or predicted.
+    member = Member(name="ped", model="absent", labels="brats-ped")
+    with pytest.raises(ConfigError, match="member ped writes label set brats-ped .* no exact mapping .*brats2023"):
+        segment({}, member, tmp_path / "out", convention="brats2023", subject="s1")
+    assert not (tmp_path / "out").exists()

@@ -132,6 +132,20 @@ def test_config_outside_the_schema_is_refused(tmp_path):
     assert "brats2019" in result.stdout + result.stderr
 
 
+def test_a_label_set_the_steps_cannot_fuse_or_a_member_of_another_task_stops_before_any_job(tmp_path):
+    not_nested = snakemake("-n", "--configfile", str(write_config(tmp_path, convention="brats-gli-post")),
+                           check=False)
+    assert not_nested.returncode != 0
+    log = not_nested.stdout + not_nested.stderr
+    assert "label set brats-gli-post" in log and "is not nested" in log
+    paediatric = {"name": "ped", "kind": "nnunetv2", "model": "ped-model", "labels": "brats-ped"}
+    mixed = snakemake("-n", "--configfile", str(write_config(tmp_path, segment={"members": [paediatric]})),
+                      check=False)
+    assert mixed.returncode != 0
+    log = mixed.stdout + mixed.stderr
+    assert "member ped writes label set brats-ped" in log and "no exact mapping" in log
+
+
 def test_segmentation_members_and_fusion_in_the_dag(tiny_ensemble_run, tiny_members):
     results = tiny_ensemble_run
     for sid in ("sub-001", "sub-002"):

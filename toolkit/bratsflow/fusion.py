@@ -79,7 +79,7 @@ from .errors import ConfigError, InputError
 from .io import (check_probabilities, grid_mismatch, label_data, label_image_like, load_image, load_probabilities,
                  probability_kind, same_grid)
 from .labels import (BACKGROUND, DEFAULT_CONVENTION, NESTING, REGION_DEPTH, REGIONS, from_depth, get_convention,
-                     to_depth)
+                     nested_convention, to_depth)
 
 log = logging.getLogger(__name__)
 
@@ -180,7 +180,7 @@ def _member_depths(name: str, labels: np.ndarray, convention: str, subject: str 
 
 def _prepare(segmentations: Sequence, names: Sequence[str] | None, convention: str,
              subject: str | None) -> _Ensemble:
-    get_convention(convention)
+    nested_convention(convention)
     if len(segmentations) == 0:
         raise InputError("nothing to fuse: no segmentations given", subject=subject)
     if names is None:

@@ -1,4 +1,4 @@
-"""BraTS label conventions and tumour regions: the only place that knows label values."""
+"""BraTS label sets (conventions) and tumour regions: the only place that knows label values."""
 
 from __future__ import annotations
 
@@ -6,33 +6,39 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import InputError
+from .errors import ConfigError, InputError
 
 
 @dataclass(frozen=True)
-class Convention:
+class LabelSet:
+    """A BraTS task's label map as data: each label's name and value, and the regions it is scored on (each a set
+    of label names, in the order the task reports them). Label names mean the same in every set, so a map moves
+    exactly between two sets that have the same names (brats2021 <-> brats2023), and not otherwise."""
+
     name: str
-    # sub-region name -> label value
+    task: str
     labels: dict[str, int]
+    regions: dict[str, tuple[str, ...]]
 
     @property
     def values(self) -> tuple[int, ...]:
         return tuple(self.labels.values())
 
     def region_labels(self, region: str) -> tuple[int, ...]:
-        """Label values that make up a nested region (WT, TC, ET) or a single sub-region."""
-        if region in REGION_MEMBERS:
-            return tuple(self.labels[name] for name in REGION_MEMBERS[region])
+        """Label values that make up a region of the set or a single label."""
+        if region in self.regions:
+            return tuple(self.labels[name] for name in self.regions[region])
         return (self.labels[region],)
 
+    @property
+    def nested(self) -> bool:
+        """Whether the set is the three sub-regions of nested WT ⊃ TC ⊃ ET, which fusion, metrics, radiomics and
+        the report handle (they work on depths, see NESTING)."""
+        return set(self.labels) == set(SUBREGIONS) and self.regions == REGION_MEMBERS
 
-# The same three sub-regions under both conventions; only the enhancing label moved from 4 to 3 in 2023.
-CONVENTIONS: dict[str, Convention] = {
-    "brats2023": Convention("brats2023", {"NETC": 1, "SNFH": 2, "ET": 3}),
-    "brats2021": Convention("brats2021", {"NETC": 1, "SNFH": 2, "ET": 4}),
-}
-# The convention of label maps read and written when none is named (config `convention`).
-DEFAULT_CONVENTION = "brats2023"
+    def describe(self) -> str:
+        return f"{self.name} ({self.task}: " + ", ".join(f"{v} {k}" for k, v in self.labels.items()) + ")"
+
 
 # Nested regions, outermost first: WT ⊃ TC ⊃ ET.
 REGION_MEMBERS: dict[str, tuple[str, ...]] = {
@@ -42,6 +48,30 @@ REGION_MEMBERS: dict[str, tuple[str, ...]] = {
 }
 REGIONS: tuple[str, ...] = tuple(REGION_MEMBERS)
 SUBREGIONS: tuple[str, ...] = ("NETC", "SNFH", "ET")
+
+# The tasks' label sets, from the official BraTS evaluation configs (BraTS/BraTS_evaluation, configs/config_*.yaml:
+# gli, mets, ped, MenPre, MenRT, GoAT) for 2024-2025 and the challenge papers for 2017-2023. The resection cavity
+# (RC) lies outside the whole tumour, and paediatric NETC and CC share a depth: neither set is nested.
+_POST_TREATMENT = {"NETC": 1, "SNFH": 2, "ET": 3, "RC": 4}
+CONVENTIONS: dict[str, LabelSet] = {s.name: s for s in (
+    LabelSet("brats2023", "BraTS 2023 adult glioma", {"NETC": 1, "SNFH": 2, "ET": 3}, REGION_MEMBERS),
+    LabelSet("brats2021", "BraTS 2017-2021 glioma", {"NETC": 1, "SNFH": 2, "ET": 4}, REGION_MEMBERS),
+    LabelSet("brats-men", "BraTS 2024-2025 meningioma, pre-operative", {"NETC": 1, "SNFH": 2, "ET": 3},
+             REGION_MEMBERS),
+    LabelSet("brats-ssa", "BraTS 2024-2025 sub-Saharan Africa glioma", {"NETC": 1, "SNFH": 2, "ET": 3},
+             REGION_MEMBERS),
+    LabelSet("brats-gli-post", "BraTS 2024-2025 adult glioma, pre- and post-treatment", _POST_TREATMENT,
+             {**REGION_MEMBERS, "NETC": ("NETC",), "SNFH": ("SNFH",), "RC": ("RC",)}),
+    LabelSet("brats-met", "BraTS 2025 brain metastases, pre- and post-treatment", _POST_TREATMENT,
+             {**REGION_MEMBERS, "RC": ("RC",)}),
+    LabelSet("brats-ped", "BraTS 2024-2025 paediatric tumours", {"ET": 1, "NETC": 2, "CC": 3, "ED": 4},
+             {"WT": ("ET", "NETC", "CC", "ED"), "TC": ("ET", "NETC", "CC"), "ET": ("ET",), "NETC": ("NETC",),
+              "CC": ("CC",), "ED": ("ED",)}),
+    LabelSet("brats-men-rt", "BraTS 2024-2025 meningioma radiotherapy (T1c only)", {"GTV": 1}, {"GTV": ("GTV",)}),
+)}
+# The convention of label maps read and written when none is named (config `convention`).
+DEFAULT_CONVENTION = "brats2023"
+
 # What each sub-region is, for legends.
 SUBREGION_NAMES: dict[str, str] = {
     "NETC": "non-enhancing tumour core",
@@ -62,11 +92,32 @@ if not all(set(REGION_MEMBERS[r]) == set(NESTING[REGION_DEPTH[r] - 1:]) for r in
     raise RuntimeError("REGION_MEMBERS must describe nested regions")
 
 
-def get_convention(name: str) -> Convention:
+def get_convention(name: str) -> LabelSet:
     try:
         return CONVENTIONS[name]
     except KeyError:
         raise InputError(f"unknown label convention {name!r}; expected one of {sorted(CONVENTIONS)}") from None
+
+
+def nested_convention(name: str) -> LabelSet:
+    """The label set `name`, refused unless it is nested (LabelSet.nested): the steps that fuse, score and
+    summarise tumours work on depths and would otherwise mislabel a map."""
+    found = get_convention(name)
+    if not found.nested:
+        nested = ", ".join(s.name for s in CONVENTIONS.values() if s.nested)
+        raise ConfigError(f"label set {found.describe()} is not nested WT ⊃ TC ⊃ ET; fusion, metrics, radiomics "
+                          f"and the report handle only the nested sets so far ({nested})")
+    return found
+
+
+def require_exact_mapping(source: str, target: str, *, member: str | None = None) -> None:
+    """Raise unless maps in label set `source` move exactly into `target`: the same label names (values may
+    differ, as brats2021's ET 4 is brats2023's ET 3)."""
+    src, dst = get_convention(source), get_convention(target)
+    if set(src.labels) != set(dst.labels):
+        who = f"member {member} writes" if member else "the map is in"
+        raise ConfigError(f"{who} label set {src.describe()}, which has no exact mapping to the run's label set "
+                          f"{dst.describe()}: use members trained on the run's task, or set `convention`")
 
 
 def check_labels(labels: np.ndarray, convention: str, *, subject: str | None = None, file=None) -> None:
@@ -85,7 +136,8 @@ def region_mask(labels: np.ndarray, region: str, convention: str) -> np.ndarray:
 
 
 def convert(labels: np.ndarray, source: str, target: str) -> np.ndarray:
-    """Relabel a map from one convention to another, sub-region by sub-region."""
+    """Relabel a map from one label set to another, label by label (refused where no exact mapping exists)."""
+    require_exact_mapping(source, target)
     check_labels(labels, source)
     src, dst = get_convention(source), get_convention(target)
     out = np.zeros(labels.shape, dtype=np.uint8)
@@ -99,7 +151,7 @@ def depth_lut(convention: str) -> np.ndarray:
     convention."""
     lut = np.full(256, 255, dtype=np.uint8)
     lut[0] = 0
-    labels = get_convention(convention).labels
+    labels = nested_convention(convention).labels
     for depth, name in enumerate(NESTING, start=1):
         lut[labels[name]] = depth
     return lut
@@ -107,7 +159,7 @@ def depth_lut(convention: str) -> np.ndarray:
 
 def depth_labels(convention: str) -> np.ndarray:
     """Depth (0 … 3) -> label value of the convention, as a uint8 lookup table."""
-    labels = get_convention(convention).labels
+    labels = nested_convention(convention).labels
     return np.array([0, *(labels[name] for name in NESTING)], dtype=np.uint8)
 
 

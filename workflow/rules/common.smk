@@ -11,6 +11,7 @@ from bratsflow import paths
 from bratsflow.availability import absent, format_skipped, pipeline_needs, skipped_members
 from bratsflow.cohort import MODALITIES, load_cohort
 from bratsflow.errors import BratsflowError
+from bratsflow.labels import nested_convention, require_exact_mapping
 from bratsflow.segment import Member, required_modalities
 from bratsflow.steps import STEPS
 
@@ -78,6 +79,14 @@ MODALITY_SETS = modality_sets()
 
 
 SEGMENT_MEMBERS = config["segment"]["members"]
+try:
+    # Before any job: the steps after segmentation handle nested label sets only, and a member of another task
+    # would be mislabelled, or fail after its prediction.
+    nested_convention(config["convention"])
+    for spec in SEGMENT_MEMBERS:
+        require_exact_mapping(Member.from_config(spec).labels, config["convention"], member=spec["name"])
+except BratsflowError as exc:
+    raise WorkflowError(f"bratsflow: {exc}") from None
 
 
 def member_requirements():

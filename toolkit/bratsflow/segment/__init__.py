@@ -16,7 +16,7 @@ import numpy as np
 from ..availability import absent
 from ..errors import ConfigError, InputError, ModelError
 from ..io import check_image, label_image_like, load_image, require_same_grid
-from ..labels import DEFAULT_CONVENTION, convert
+from ..labels import DEFAULT_CONVENTION, convert, require_exact_mapping
 from ..modalities import MODALITIES, MODALITY_NAMES
 from ..paths import StepFiles
 from ..step import StepRun
@@ -100,6 +100,8 @@ def required_modalities(member: Member) -> tuple[str, ...]:
 def segment(images: dict[str, str | Path], member: Member, out_dir: str | Path, *, convention: str = DEFAULT_CONVENTION,
             subject: str | None = None, threads: int = 1) -> dict:
     """Run one member on one subject's atlas-space images and write `<name>.nii.gz` (+ probabilities, record)."""
+    # Before the model runs: a member of another task would cost its prediction and then fail.
+    require_exact_mapping(member.labels, convention, member=member.name)
     files = StepFiles(out_dir, "segment")
     run = StepRun("segment", subject, files.member_record(member.name), parameters=asdict(member))
     with run.phase("load"):
