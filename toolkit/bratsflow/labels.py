@@ -33,6 +33,8 @@ CONVENTIONS: dict[str, Convention] = {
 }
 # The convention of label maps read and written when none is named (config `convention`).
 DEFAULT_CONVENTION = "brats2023"
+# The config keys whose defaults these are (tests/test_defaults.py checks config.yaml and the schema agree).
+CONFIG_DEFAULTS = {"convention": DEFAULT_CONVENTION}
 
 # Nested regions, outermost first: WT ⊃ TC ⊃ ET.
 REGION_MEMBERS: dict[str, tuple[str, ...]] = {
