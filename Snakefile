@@ -21,7 +21,8 @@ wildcard_constraints:
 include: "workflow/rules/demo.smk"
 
 
-# One rule file per step (bratsflow.steps.STEPS); each declares what it delivers (common.smk: deliver).
+# One rule file per step (workflow/steps.py: the keys of config.yaml's `containers:`, in pipeline order); each
+# declares what it delivers (common.smk: deliver).
 for step in STEPS:
 
     include: f"workflow/rules/{step.name}.smk"

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import http.server
+import importlib.util
 import shutil
+import sys
 import threading
 from functools import partial
 from pathlib import Path
@@ -20,6 +22,18 @@ TINY_SUBJECTS = 3
 TINY_MODELS = Path(__file__).parent / "data" / "tiny_models"
 # The tiny cohort scales every voxel size by 3, so its thickest slices (4 mm FLAIR) become 12 mm.
 TINY_SPACING_RANGE_MM = (0.2, 16.0)
+REPO = Path(__file__).resolve().parents[1]
+
+
+def workflow_steps():
+    """workflow/steps.py, the step and image registry (beside the rules, not in the package: it reads
+    config/config.yaml and containers/*/Dockerfile), loaded once."""
+    name = "bratsflow_workflow_steps"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, REPO / "workflow" / "steps.py")
+        module = sys.modules[name] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    return sys.modules[name]
 
 
 # The session fixture that costs most; every file using it joins one group, so it is made once under xdist.

@@ -33,11 +33,12 @@ def test_config_yaml_follows_the_schema_and_spells_out_every_default():
         assert _lookup(CONFIG, key) == spec["default"], f"config.yaml's {key} differs from the schema default"
 
 
-def test_readme_configuration_table_is_generated_from_the_schema():
+def test_config_readme_table_is_generated_from_the_schema():
     table = runpy.run_path(str(REPO / "workflow" / "scripts" / "config_table.py"))["table"]()
-    readme = (REPO / "README.md").read_text()
+    readme = (REPO / "config" / "README.md").read_text()
     block = readme.split("<!-- config-table:start -->\n", 1)[1].split("<!-- config-table:end -->", 1)[0]
-    assert block.strip() == table.strip(), "run: python workflow/scripts/config_table.py and paste into README"
+    assert block.strip() == table.strip(), "run: python workflow/scripts/config_table.py --update config/README.md"
+    assert "(config/README.md)" in (REPO / "README.md").read_text(), "README.md links to the configuration table"
 
 
 def test_readme_has_exactly_two_setup_commands():

@@ -21,12 +21,13 @@ import pytest
 import yaml
 from PIL import Image
 
-from bratsflow import paths, steps
+from bratsflow import paths
 from bratsflow.cli import main
 from bratsflow.cohort import MODALITIES
-from conftest import TINY_SPACING_RANGE_MM
+from conftest import TINY_SPACING_RANGE_MM, workflow_steps
 
 REPO = Path(__file__).resolve().parents[1]
+steps = workflow_steps()
 SID = "sub-002"  # unseen by the tiny nnU-Net members
 STEPS = tuple(step.name for step in steps.STEPS)
 VARIANT = os.environ.get("BRATSFLOW_CONTAINER_VARIANT", "cpu")

@@ -2,11 +2,15 @@
 line reads) and once in the workflow (config/config.yaml and its schema): they must agree, or a step run by hand
 computes something other than the pipeline."""
 
+import dataclasses
+import importlib
 from dataclasses import asdict, fields
 from pathlib import Path
 
 import pytest
 import yaml
+
+import bratsflow
 
 from bratsflow.cli import build_parser
 from bratsflow.coregister import CoregisterParams
@@ -43,15 +47,51 @@ def _parsed(*argv) -> dict:
     return vars(build_parser().parse_args(list(argv)))
 
 
-@pytest.mark.parametrize("params, path, not_fields", [
-    (CoregisterParams, ("coregister",), set()),
-    (SkullstripParams, ("skullstrip",), {"hdbet"}),
-    (SkullstripParams, ("skullstrip", "hdbet"), set()),
-    (SimpleParams, ("fuse", "simple"), set()),
-    # root is the rule's output folder; subjects and seed are synth's options outside SynthParams (checked below).
-    (SynthParams, ("demo",), {"root", "subjects", "seed"}),
-    (QCParams, ("report",), set()),
-], ids=["coregister", "skullstrip", "skullstrip.hdbet", "fuse.simple", "demo", "report"])
+def _declaring_modules(name: str):
+    """The bratsflow modules that declare `name` (a walk of the package's files; only those are imported, so the
+    heavy ones that declare nothing stay unloaded)."""
+    root = Path(bratsflow.__file__).parent
+    for path in sorted(root.rglob("*.py")):
+        if name in path.read_text():
+            parts = path.relative_to(root).with_suffix("").parts
+            yield importlib.import_module(".".join(("bratsflow", *parts)).removesuffix(".__init__"))
+
+
+def _params_blocks():
+    """(Params dataclass, config block path, the block's keys it does not own) for each block a dataclass of the
+    package declares it mirrors (its `CONFIG_BLOCKS`)."""
+    found = {}
+    for module in _declaring_modules("CONFIG_BLOCKS"):
+        for value in vars(module).values():
+            if dataclasses.is_dataclass(value) and isinstance(value, type) and "CONFIG_BLOCKS" in vars(value):
+                for block, not_fields in value.CONFIG_BLOCKS.items():
+                    found[f"{value.__name__}:{block}"] = (value, tuple(block.split(".")), set(not_fields))
+    return found
+
+
+def _constant_defaults():
+    """config key -> the toolkit's default, from each module's `CONFIG_DEFAULTS` (declared beside its DEFAULT_*)."""
+    found = {}
+    for module in _declaring_modules("CONFIG_DEFAULTS"):
+        for key, default in getattr(module, "CONFIG_DEFAULTS", {}).items():
+            found[f"{module.__name__}:{key}"] = (default, tuple(key.split(".")))
+    return found
+
+
+PARAMS_BLOCKS = _params_blocks()
+CONSTANT_DEFAULTS = {
+    **_constant_defaults(),
+    # The demo rule hands the pipeline's convention to synth.
+    "synth:convention": (SynthParams().convention, ("convention",)),
+}
+
+
+def test_the_declarations_are_found():
+    assert {"CoregisterParams:coregister", "SkullstripParams:skullstrip.hdbet"} <= set(PARAMS_BLOCKS)
+    assert "bratsflow.labels:convention" in CONSTANT_DEFAULTS
+
+
+@pytest.mark.parametrize("params, path, not_fields", PARAMS_BLOCKS.values(), ids=PARAMS_BLOCKS.keys())
 def test_params_defaults_are_the_config_and_schema_defaults(params, path, not_fields):
     config, schema = _block(*path)
     defaults = {f.name: f.default for f in fields(params)}
@@ -62,17 +102,7 @@ def test_params_defaults_are_the_config_and_schema_defaults(params, path, not_fi
         assert _as_param(schema[name]) == defaults[name], f"the schema's {where} differs from {params.__name__}"
 
 
-@pytest.mark.parametrize("default, path", [
-    (DEFAULT_ORIENTATION, ("ingest", "orientation")),
-    (DEFAULT_SPACING_RANGE_MM, ("ingest", "spacing_range_mm")),
-    (DEFAULT_METHOD, ("fuse", "method")),
-    (DEFAULT_MODE, ("fuse", "mode")),
-    (DEFAULT_BUFFER_MM, ("deface", "buffer_mm")),
-    (DEFAULT_CONVENTION, ("convention",)),
-    # The demo rule hands the pipeline's convention to synth.
-    (SynthParams().convention, ("convention",)),
-], ids=["ingest.orientation", "ingest.spacing_range_mm", "fuse.method", "fuse.mode", "deface.buffer_mm",
-        "convention", "synth.convention"])
+@pytest.mark.parametrize("default, path", CONSTANT_DEFAULTS.values(), ids=CONSTANT_DEFAULTS.keys())
 def test_constant_defaults_are_the_config_and_schema_defaults(default, path):
     config, schema = _block(*path[:-1])
     assert _as_param(config[path[-1]]) == default

@@ -19,6 +19,8 @@ from .modalities import MODALITIES, MODALITY_NAMES
 
 POLICIES = ("fail", "run-available")
 DEFAULT_POLICY = "fail"
+# The config keys whose defaults these are (tests/test_defaults.py checks config.yaml and the schema agree).
+CONFIG_DEFAULTS = {"missing_modalities": DEFAULT_POLICY}
 # Appended to a missing modality's error under `fail`, so the message says how to go on without it.
 FAIL_HINT = "missing_modalities is fail; run-available runs the subject on the modalities it has"
 

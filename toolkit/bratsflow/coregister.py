@@ -16,6 +16,7 @@ from concurrent.futures import ProcessPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 from scipy import ndimage as ndi
@@ -39,6 +40,9 @@ INTERPOLATORS = {"linear": "linear", "bspline": "bSpline", "nearest": "nearestNe
 
 @dataclass(frozen=True)
 class CoregisterParams:
+    # The config blocks it mirrors, each with the block's keys it does not own (tests/test_defaults.py).
+    CONFIG_BLOCKS: ClassVar[dict[str, tuple[str, ...]]] = {"coregister": ()}
+
     atlas: str = "mni152"
     atlas_mask: str | None = None
     # The centre's final mapping onto the atlas: "rigid", or "affine" (rigid first, then affine).

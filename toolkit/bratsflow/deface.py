@@ -18,6 +18,8 @@ from .io import check_image, load_image, require_same_grid, save_image
 
 # Distance of the cutting plane from the brain (config `deface.buffer_mm`).
 DEFAULT_BUFFER_MM = 10.0
+# The config keys whose defaults these are (tests/test_defaults.py checks config.yaml and the schema agree).
+CONFIG_DEFAULTS = {"deface.buffer_mm": DEFAULT_BUFFER_MM}
 
 
 def cutting_plane(mask: np.ndarray, affine: np.ndarray,

@@ -69,7 +69,7 @@ from __future__ import annotations
 import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, ClassVar, Mapping, Sequence
 
 import nibabel as nib
 import numpy as np
@@ -88,6 +88,8 @@ MODES: tuple[str, ...] = ("regions", "labels")
 # What `fuse` does when not told (config `fuse.method`, `fuse.mode`).
 DEFAULT_METHOD = "majority"
 DEFAULT_MODE = "regions"
+# The config keys whose defaults these are (tests/test_defaults.py checks config.yaml and the schema agree).
+CONFIG_DEFAULTS = {"fuse.method": DEFAULT_METHOD, "fuse.mode": DEFAULT_MODE}
 # Methods that take member weights (majority and staple take none).
 WEIGHTED_METHODS: tuple[str, ...] = ("weighted", "simple", "mean")
 TIE_TOLERANCE = 1e-9
@@ -101,6 +103,9 @@ REGIONS_BY_DEPTH: tuple[str, ...] = tuple(sorted(REGIONS, key=REGION_DEPTH.get))
 @dataclass(frozen=True)
 class SimpleParams:
     """SIMPLE's parameters (config `fuse.simple`)."""
+
+    # The config blocks it mirrors, each with the block's keys it does not own (tests/test_defaults.py).
+    CONFIG_BLOCKS: ClassVar[dict[str, tuple[str, ...]]] = {"fuse.simple": ()}
 
     alpha: float = 1.0
     max_iterations: int = 25

@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_ORIENTATION = "RAS"
 DEFAULT_SPACING_RANGE_MM = (0.2, 8.0)
+# The config keys whose defaults these are (tests/test_defaults.py checks config.yaml and the schema agree).
+CONFIG_DEFAULTS = {"ingest.orientation": DEFAULT_ORIENTATION, "ingest.spacing_range_mm": DEFAULT_SPACING_RANGE_MM}
 
 
 def dcm2niix_binary() -> str:

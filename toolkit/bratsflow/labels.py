@@ -71,6 +71,8 @@ CONVENTIONS: dict[str, LabelSet] = {s.name: s for s in (
 )}
 # The convention of label maps read and written when none is named (config `convention`).
 DEFAULT_CONVENTION = "brats2023"
+# The config keys whose defaults these are (tests/test_defaults.py checks config.yaml and the schema agree).
+CONFIG_DEFAULTS = {"convention": DEFAULT_CONVENTION}
 
 # What each sub-region is, for legends.
 SUBREGION_NAMES: dict[str, str] = {

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from itertools import combinations
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 import nibabel as nib
 import numpy as np
@@ -38,6 +38,9 @@ if TYPE_CHECKING:  # pandas loads only when the cohort tables are made
 
 @dataclass(frozen=True)
 class QCParams:
+    # The config blocks it mirrors, each with the block's keys it does not own (tests/test_defaults.py).
+    CONFIG_BLOCKS: ClassVar[dict[str, tuple[str, ...]]] = {"report": ()}
+
     # A fused whole tumour smaller than this (mL) is flagged as tiny.
     min_tumour_ml: float = 1.0
     # The members' mean pairwise Dice of the whole tumour below this is flagged as low agreement.

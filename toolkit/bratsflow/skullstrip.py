@@ -18,6 +18,7 @@ import logging
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import nibabel as nib
 import numpy as np
@@ -40,6 +41,9 @@ INPUT_KINDS = ("auto", "stripped", "skull")
 
 @dataclass(frozen=True)
 class SkullstripParams:
+    # The config blocks it mirrors, each with the block's keys it does not own (tests/test_defaults.py).
+    CONFIG_BLOCKS: ClassVar[dict[str, tuple[str, ...]]] = {"skullstrip": ("hdbet",), "skullstrip.hdbet": ()}
+
     backend: str = "atlas"
     # The mask is computed on this modality (atlas space), or on the fallback when it is missing.
     modality: str = "t1"

@@ -1,6 +1,8 @@
 # Configuration, cohort and path helpers shared by every rule file.
+import importlib.util
 import os
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -13,7 +15,19 @@ from bratsflow.cohort import MODALITIES, load_cohort
 from bratsflow.errors import BratsflowError
 from bratsflow.labels import nested_convention, require_exact_mapping
 from bratsflow.segment import Member, required_modalities
-from bratsflow.steps import STEPS
+
+
+def _load_steps():
+    """workflow/steps.py, the step and image registry (plain Python beside the rules, not in the package: it reads
+    config/config.yaml's `containers:` block and containers/*/Dockerfile)."""
+    path = Path(workflow.basedir, "workflow", "steps.py")
+    spec = importlib.util.spec_from_file_location("bratsflow_workflow_steps", path)
+    registry = sys.modules[spec.name] = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(registry)
+    return registry
+
+
+STEPS = _load_steps().STEPS
 
 
 validate(config, "../schemas/config.schema.yaml", set_default=True)

@@ -1,5 +1,5 @@
-"""Print the README's configuration table from workflow/schemas/config.schema.yaml (one row per option),
-or with `--update README.md` rewrite the table between the README's markers."""
+"""Print the configuration table (config/README.md) from workflow/schemas/config.schema.yaml (one row per option),
+or with `--update config/README.md` rewrite the table between that file's markers."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ def table(schema_path: Path = SCHEMA) -> str:
 
 
 def update(readme: Path) -> None:
-    """Replace the table between the README's config-table markers."""
+    """Replace the table between the file's config-table markers."""
     head, rest = readme.read_text().split(START, 1)
     _, tail = rest.split(END, 1)
     readme.write_text(f"{head}{START}{table()}{END}{tail}")
