@@ -1,17 +1,24 @@
-"""BraTS 2023 metrics: conventions for empty regions, HD95 against analytic cases, lesion-wise scoring, CLI."""
+"""BraTS 2023 metrics: conventions for empty regions, HD95 against analytic cases and against the official computation
+on real candidate segmentations, lesion-wise scoring, CLI."""
 
 from __future__ import annotations
+
+import os
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
+import surface_distance
 
 from bratsflow.cli import main
 from bratsflow.errors import InputError
 from bratsflow.io import label_image, save_image
 from bratsflow.metrics import (COLUMNS, HD_EMPTY_MM, LESION_COLUMNS, evaluate, hausdorff, lesion_metrics,
                                lesion_table, region_metrics)
+
+REAL = Path(__file__).resolve().parents[2] / "shared" / "real" / "tcga-du-7294"
 
 
 def test_empty_region_conventions():
@@ -148,3 +155,52 @@ def test_metrics_cli(tmp_path, capsys):
     save_image(nib.Nifti1Image(gt[:, :, :10], affine), tmp_path / "small.nii.gz")
     assert main(["metrics", str(tmp_path / "small.nii.gz"), str(gt_path)]) == 2
     assert "differs from ground truth shape" in capsys.readouterr().err
+
+
+# Real pairs: candidate segmentations of TCGA-DU-7294 (../shared/real/tcga-du-7294, labels {0, 1, 2, 4}, 1 mm):
+# prediction -> truth. Official BraTS 2023 HD95s computed with surface-distance 0.1 (compute_surface_distances with
+# truth and prediction, compute_robust_hausdorff 95) on the masks WT = label > 0, TC = label 1 or 4, ET = 4; these
+# are where the former voxel-face area weights disagreed (in brackets): xfeng TC √26 = 5.10, isen-20 TC √88 = 9.38,
+# hnfnetv1-20 WT √2 = 1.41 mm.
+TOOLKIT, NATIVE = "seg_candidates_bratstoolkit", "seg_candidates"
+REAL_PAIRS = {name: (f"{TOOLKIT}/{name}.nii.gz", f"{TOOLKIT}/mic-dkfz.nii.gz")
+              for name in ("lfb_rwth", "scan_2019", "xfeng")}
+REAL_PAIRS["isen-20"] = (f"{NATIVE}/isen-20.nii.gz", f"{TOOLKIT}/mic-dkfz.nii.gz")
+REAL_PAIRS["hnfnetv1-20"] = (f"{NATIVE}/hnfnetv1-20.nii.gz", f"{NATIVE}/fusion_mav.nii.gz")
+OFFICIAL_HD95 = {("xfeng", "TC"): 5.0, ("isen-20", "TC"): np.sqrt(86), ("hnfnetv1-20", "WT"): 1.0,
+                 ("lfb_rwth", "TC"): np.sqrt(5), ("scan_2019", "TC"): np.sqrt(2)}
+
+
+@pytest.fixture(scope="module")
+def real() -> Path:
+    if not REAL.is_dir():
+        if os.environ.get("CI"):
+            pytest.fail(f"the shared real cases are missing ({REAL}); CI has shared/ beside the checkout")
+        pytest.skip("no ../shared/real beside the checkout")
+    return REAL
+
+
+def _official_region_masks(path: Path) -> dict[str, np.ndarray]:
+    """The official script's regions of a 2021-convention label map (ET 4): WT 1/2/4, TC 1/4, ET 4."""
+    labels = np.rint(np.asanyarray(nib.load(path).dataobj)).astype(np.uint8)
+    return {"WT": labels > 0, "TC": np.isin(labels, (1, 4)), "ET": labels == 4}
+
+
+@pytest.mark.filterwarnings("ignore:.*scipy.ndimage.* namespace is deprecated:DeprecationWarning")
+@pytest.mark.parametrize("candidate", list(REAL_PAIRS))
+def test_region_hd95_and_dice_equal_the_official_computation_on_real_pairs(real, candidate):
+    prediction, truth = (real / f for f in REAL_PAIRS[candidate])
+    table = region_metrics(prediction, truth, "brats2021").set_index("region")
+    truth_masks, pred_masks = _official_region_masks(truth), _official_region_masks(prediction)
+    for region, g in truth_masks.items():
+        p = pred_masks[region]
+        if p.any() and g.any():
+            official = surface_distance.compute_robust_hausdorff(
+                surface_distance.compute_surface_distances(g, p, (1.0, 1.0, 1.0)), 95)
+        else:
+            official = 0.0 if not p.any() and not g.any() else HD_EMPTY_MM
+        assert table.loc[region, "hd95"] == official, region
+        size = p.sum() + g.sum()
+        assert table.loc[region, "dice"] == (1.0 if size == 0 else 2 * (p & g).sum() / size), region
+        if (candidate, region) in OFFICIAL_HD95:
+            assert table.loc[region, "hd95"] == pytest.approx(OFFICIAL_HD95[candidate, region], abs=1e-12)
