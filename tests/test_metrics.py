@@ -204,3 +204,29 @@ def test_region_hd95_and_dice_equal_the_official_computation_on_real_pairs(real,
         assert table.loc[region, "dice"] == (1.0 if size == 0 else 2 * (p & g).sum() / size), region
         if (candidate, region) in OFFICIAL_HD95:
             assert table.loc[region, "hd95"] == pytest.approx(OFFICIAL_HD95[candidate, region], abs=1e-12)
+
+
+def test_post_treatment_maps_are_scored_on_their_own_regions_and_nested_sets_as_before():
+    """The resection cavity (4) of brats-gli-post is its own region, outside WT; the regions the nested sets share
+    are scored the same under both sets."""
+    from bratsflow.metrics import evaluate
+
+    gt = np.zeros((40, 40, 40), np.uint8)
+    gt[5:20, 5:20, 5:20] = 2
+    gt[8:16, 8:16, 8:16] = 1
+    gt[10:14, 10:14, 10:14] = 3
+    gt[25:35, 25:35, 25:35] = 4
+    pred = gt.copy()
+    pred[25:35, 25:35, 30:35] = 0  # half the cavity missed
+    table, lesions = evaluate(pred, gt, "brats-gli-post")
+    assert table["region"].tolist() == ["WT", "TC", "ET", "NETC", "SNFH", "RC"]
+    scores = table.set_index("region")
+    assert scores.loc["RC", "dice"] == pytest.approx(2 * 500 / (500 + 1000))
+    assert scores.loc["RC", "volume_gt_ml"] == pytest.approx(1.0)
+    assert (scores.loc[["WT", "TC", "ET", "NETC", "SNFH"], "dice"] == 1.0).all()
+    assert set(lesions["region"]) == set(scores.index)
+    # Without the cavity the map is a brats2023 map: the shared regions score alike.
+    tumour_only = np.where(pred == 4, 0, pred), np.where(gt == 4, 0, gt)
+    nested, _ = evaluate(*tumour_only, "brats2023")
+    post, _ = evaluate(*tumour_only, "brats-gli-post")
+    pd.testing.assert_frame_equal(nested, post.iloc[:3])

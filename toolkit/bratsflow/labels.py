@@ -32,8 +32,8 @@ class LabelSet:
 
     @property
     def nested(self) -> bool:
-        """Whether the set is the three sub-regions of nested WT ⊃ TC ⊃ ET, which fusion, metrics, radiomics and
-        the report handle (they work on depths, see NESTING)."""
+        """Whether the set is the three sub-regions of nested WT ⊃ TC ⊃ ET, which fusion, radiomics and the report
+        handle (they work on depths, see NESTING)."""
         return set(self.labels) == set(SUBREGIONS) and self.regions == REGION_MEMBERS
 
     def describe(self) -> str:
@@ -107,8 +107,8 @@ def nested_convention(name: str) -> LabelSet:
     found = get_convention(name)
     if not found.nested:
         nested = ", ".join(s.name for s in CONVENTIONS.values() if s.nested)
-        raise ConfigError(f"label set {found.describe()} is not nested WT ⊃ TC ⊃ ET; fusion, metrics, radiomics "
-                          f"and the report handle only the nested sets so far ({nested})")
+        raise ConfigError(f"label set {found.describe()} is not nested WT ⊃ TC ⊃ ET; fusion, radiomics and the "
+                          f"report handle only the nested sets so far ({nested})")
     return found
 
 
@@ -165,8 +165,7 @@ def depth_labels(convention: str) -> np.ndarray:
     return np.array([0, *(labels[name] for name in NESTING)], dtype=np.uint8)
 
 
-def to_depth(labels: np.ndarray, convention: str, *, subject: str | None = None, file=None) -> np.ndarray:
-    """A label map as uint8 depths (see NESTING); a value outside the convention is an InputError naming it."""
+def _as_uint8(labels: np.ndarray, convention: str, *, subject: str | None, file) -> np.ndarray:
     arr = np.asarray(labels)
     if arr.dtype != np.uint8:
         if arr.dtype.kind == "f" and not np.array_equal(arr, np.round(arr)):
@@ -175,6 +174,19 @@ def to_depth(labels: np.ndarray, convention: str, *, subject: str | None = None,
             check_labels(arr, convention, subject=subject, file=file)
             raise InputError(f"label map of dtype {arr.dtype} is not numeric", subject=subject, file=file)
         arr = arr.astype(np.uint8)
+    return arr
+
+
+def to_labels(labels: np.ndarray, convention: str, *, subject: str | None = None, file=None) -> np.ndarray:
+    """A label map of any label set as uint8 values; a value outside the set is an InputError naming it."""
+    arr = _as_uint8(labels, convention, subject=subject, file=file)
+    check_labels(arr, convention, subject=subject, file=file)
+    return arr
+
+
+def to_depth(labels: np.ndarray, convention: str, *, subject: str | None = None, file=None) -> np.ndarray:
+    """A label map as uint8 depths (see NESTING); a value outside the convention is an InputError naming it."""
+    arr = _as_uint8(labels, convention, subject=subject, file=file)
     # Indexing keeps the map's memory order; take converted a Fortran-ordered map (as nibabel reads) twice as slowly.
     depth = depth_lut(convention)[arr]
     if depth.size and depth.max() == 255:

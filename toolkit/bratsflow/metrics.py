@@ -1,4 +1,7 @@
-"""BraTS 2023 evaluation of a label map against the ground truth, per region WT, TC, ET.
+"""BraTS 2023 evaluation of a label map against the ground truth, per region of the label set (WT, TC, ET for the
+nested sets; the BraTS 2024-25 tasks' regions, e.g. the resection cavity RC, from bratsflow.labels). On those
+newer tasks these are the 2023 definitions applied to their regions, not their official scorer (BraTS_evaluation,
+panoptica-based: lesions matched by maximum bipartite Dice, without the 2023 dilation and size rules).
 
 Region-wise (`region_metrics`), with the BraTS 2023 conventions:
 - Dice = 2|P∩G| / (|P| + |G|); both empty 1, one empty 0.
@@ -40,7 +43,7 @@ from scipy import ndimage as ndi
 
 from .errors import InputError
 from .io import label_data, lost_header_hint, same_grid, spacing as image_spacing
-from .labels import DEFAULT_CONVENTION, REGION_DEPTH, REGIONS, to_depth
+from .labels import DEFAULT_CONVENTION, REGIONS, get_convention, region_mask, to_labels
 
 HD_EMPTY_MM = 374.0
 HD_PERCENTILE = 95.0
@@ -80,14 +83,14 @@ def hausdorff(a: np.ndarray, b: np.ndarray, spacing=(1.0, 1.0, 1.0), percentile:
 # ---------------------------------------------------------------------------------------------- inputs
 
 def _prepare(pred: Any, gt: Any, convention: str, spacing) -> tuple[np.ndarray, np.ndarray, tuple[float, ...]]:
-    """Depth maps of prediction and truth (validated), and the voxel spacing in mm."""
+    """Label maps of prediction and truth (validated as uint8 in `convention`), and the voxel spacing in mm."""
     arrays, images = [], []
     for role, item in (("prediction", pred), ("ground truth", gt)):
         data, image, file = label_data(item)
         if image is not None:
             images.append((role, image, file))
         try:
-            arrays.append(to_depth(data, convention))
+            arrays.append(to_labels(data, convention))
         except InputError as exc:
             raise InputError(f"{role}: {exc.reason}", file=file) from None
     if arrays[0].shape != arrays[1].shape:
@@ -108,18 +111,19 @@ def _prepare(pred: Any, gt: Any, convention: str, spacing) -> tuple[np.ndarray, 
 # ---------------------------------------------------------------------------------------------- region-wise
 
 def region_metrics(pred: Any, gt: Any, convention: str = DEFAULT_CONVENTION, spacing=None) -> pd.DataFrame:
-    """Dice, HD95, sensitivity, specificity and volumes per region (rows WT, TC, ET; columns `COLUMNS`).
+    """Dice, HD95, sensitivity, specificity and volumes per region of the label set (rows in its order: WT, TC,
+    ET for the nested sets; columns `COLUMNS`).
 
     pred, gt: label maps as arrays, NIfTI images or paths. spacing: voxel size in mm (default: the header's;
     1 mm for plain arrays)."""
-    return _region_metrics(*_prepare(pred, gt, convention, spacing))
+    return _region_metrics(*_prepare(pred, gt, convention, spacing), convention)
 
 
-def _region_metrics(pred_depth: np.ndarray, gt_depth: np.ndarray, spacing) -> pd.DataFrame:
+def _region_metrics(pred: np.ndarray, gt: np.ndarray, spacing, convention: str) -> pd.DataFrame:
     voxel_ml = float(np.prod(spacing)) / 1000.0
     rows = []
-    for region in REGIONS:
-        p, g = pred_depth >= REGION_DEPTH[region], gt_depth >= REGION_DEPTH[region]
+    for region in get_convention(convention).regions:
+        p, g = region_mask(pred, region, convention), region_mask(gt, region, convention)
         tp = int(np.count_nonzero(p & g))
         n_p, n_g = int(np.count_nonzero(p)), int(np.count_nonzero(g))
         fp, fn = n_p - tp, n_g - tp
@@ -187,23 +191,25 @@ def lesion_table(pred: Any, gt: Any, convention: str = DEFAULT_CONVENTION, spaci
                  dilation_iterations: int = LESION_DILATION_ITERATIONS,
                  min_lesion_voxels: int = MIN_LESION_VOXELS) -> pd.DataFrame:
     """One row per GT lesion (kind detected, miss or ignored) and per false-positive component, per region."""
-    return _lesion_table(*_prepare(pred, gt, convention, spacing), dilation_iterations, min_lesion_voxels)
+    return _lesion_table(*_prepare(pred, gt, convention, spacing), convention, dilation_iterations,
+                         min_lesion_voxels)
 
 
-def _lesion_table(pred_depth: np.ndarray, gt_depth: np.ndarray, spacing, dilation_iterations: int,
+def _lesion_table(pred: np.ndarray, gt: np.ndarray, spacing, convention: str, dilation_iterations: int,
                   min_lesion_voxels: int) -> pd.DataFrame:
     rows = []
-    for region in REGIONS:
-        rows += _region_lesions(pred_depth >= REGION_DEPTH[region], gt_depth >= REGION_DEPTH[region], spacing,
-                                region, dilation_iterations, min_lesion_voxels)
+    for region in get_convention(convention).regions:
+        rows += _region_lesions(region_mask(pred, region, convention), region_mask(gt, region, convention),
+                                spacing, region, dilation_iterations, min_lesion_voxels)
     columns = ["region", "lesion", "kind", "gt_voxels", "pred_voxels", "dice", "hd95"]
     return pd.DataFrame(rows, columns=columns)
 
 
-def summarise_lesions(table: pd.DataFrame) -> pd.DataFrame:
-    """Lesion-wise Dice and HD95 per region from `lesion_table` rows (columns region + `LESION_COLUMNS`)."""
+def summarise_lesions(table: pd.DataFrame, regions: tuple[str, ...] = REGIONS) -> pd.DataFrame:
+    """Lesion-wise Dice and HD95 per region (`regions`: the label set's) from `lesion_table` rows (columns region +
+    `LESION_COLUMNS`)."""
     rows = []
-    for region in REGIONS:
+    for region in regions:
         scored = table[(table["region"] == region) & (table["kind"] != "ignored")]
         n_gt = int(scored["kind"].isin(["detected", "miss"]).sum())
         n_fp = int((scored["kind"] == "false_positive").sum())
@@ -221,16 +227,18 @@ def summarise_lesions(table: pd.DataFrame) -> pd.DataFrame:
 
 def lesion_metrics(pred: Any, gt: Any, convention: str = DEFAULT_CONVENTION, spacing=None, **options) -> pd.DataFrame:
     """Lesion-wise Dice and HD95 per region (see the module docstring)."""
-    return summarise_lesions(lesion_table(pred, gt, convention, spacing, **options))
+    return summarise_lesions(lesion_table(pred, gt, convention, spacing, **options),
+                             tuple(get_convention(convention).regions))
 
 
 def evaluate(pred: Any, gt: Any, convention: str = DEFAULT_CONVENTION,
              spacing=None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Region-wise metrics (`COLUMNS`) joined with the lesion-wise summary (`LESION_COLUMNS`), one row per
     region, and the per-lesion table behind the summary."""
-    pred_depth, gt_depth, spacing = _prepare(pred, gt, convention, spacing)
-    lesions = _lesion_table(pred_depth, gt_depth, spacing, LESION_DILATION_ITERATIONS, MIN_LESION_VOXELS)
-    table = _region_metrics(pred_depth, gt_depth, spacing).merge(summarise_lesions(lesions), on="region")
+    pred, gt, spacing = _prepare(pred, gt, convention, spacing)
+    lesions = _lesion_table(pred, gt, spacing, convention, LESION_DILATION_ITERATIONS, MIN_LESION_VOXELS)
+    regions = tuple(get_convention(convention).regions)
+    table = _region_metrics(pred, gt, spacing, convention).merge(summarise_lesions(lesions, regions), on="region")
     return table, lesions
 
 
