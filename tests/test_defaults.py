@@ -11,6 +11,7 @@ import yaml
 from bratsflow.cli import build_parser
 from bratsflow.coregister import CoregisterParams
 from bratsflow.deface import DEFAULT_BUFFER_MM
+from bratsflow.dicom_study import DEFAULT_TIE
 from bratsflow.fusion import DEFAULT_METHOD, DEFAULT_MODE, SimpleParams
 from bratsflow.ingest import DEFAULT_ORIENTATION, DEFAULT_SPACING_RANGE_MM
 from bratsflow.labels import DEFAULT_CONVENTION
@@ -69,10 +70,11 @@ def test_params_defaults_are_the_config_and_schema_defaults(params, path, not_fi
     (DEFAULT_MODE, ("fuse", "mode")),
     (DEFAULT_BUFFER_MM, ("deface", "buffer_mm")),
     (DEFAULT_CONVENTION, ("convention",)),
+    (DEFAULT_TIE, ("dicom", "on_tie")),
     # The demo rule hands the pipeline's convention to synth.
     (SynthParams().convention, ("convention",)),
 ], ids=["ingest.orientation", "ingest.spacing_range_mm", "fuse.method", "fuse.mode", "deface.buffer_mm",
-        "convention", "synth.convention"])
+        "convention", "dicom.on_tie", "synth.convention"])
 def test_constant_defaults_are_the_config_and_schema_defaults(default, path):
     config, schema = _block(*path[:-1])
     assert _as_param(config[path[-1]]) == default
