@@ -314,3 +314,6 @@ def test_a_folder_without_dicom_fails_the_subject(tmp_path, capsys):
     assert _ingest(sheet, "P3", tmp_path / "out") == 2
     message = capsys.readouterr().err
     assert "subject P3" in message and "no DICOM series in the study folder (1 files, none DICOM)" in message
+    _sheet(tmp_path / "sheet.tsv", [{"subject_id": "P3", "dicom": "absent"}])
+    assert _ingest(tmp_path / "sheet.tsv", "P3", tmp_path / "out") == 2
+    assert "the DICOM study folder does not exist" in capsys.readouterr().err

@@ -242,6 +242,8 @@ def choose_study(folder: Path, *, subject: str | None = None, rules_file: str | 
     StudyID), classify the study's series and choose one per modality in `modalities`. `overrides`: modality ->
     SeriesNumber or SeriesInstanceUID (a sample sheet's `<modality>_series`), which skips the rules for it.
     A study-level problem raises InputError; a modality-level one lands in `problems`."""
+    if not folder.is_dir():
+        raise InputError("the DICOM study folder does not exist (or is not a folder)", subject=subject, file=folder)
     rules_path = Path(rules_file) if rules_file else DEFAULT_RULES
     rules = load_rules(rules_path)
     everything, skipped = scan(folder, subject)
