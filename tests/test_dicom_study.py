@@ -14,7 +14,7 @@ from bratsflow.cohort import load_sheet
 from bratsflow.dicom_study import (DEFAULT_RULES, Series, StudyChoice, _choose_by_rules, classify, files_sha256,
                                    load_rules)
 from bratsflow.errors import ConfigError
-from bratsflow.ingest import ingest_subject
+from bratsflow.ingest import cohort_table, ingest_subject
 from dicom_helpers import write_dicom_series, write_report_object
 
 REPO = Path(__file__).resolve().parents[1]
@@ -213,6 +213,9 @@ def test_a_study_is_sorted_recorded_and_converted_like_single_series(cohort, tmp
         np.testing.assert_array_equal(np.asanyarray(from_study.dataobj), np.asanyarray(alone.dataobj))
         np.testing.assert_allclose(from_study.affine, alone.affine, atol=1e-5)
     assert record["images"]["flair"]["spacing_mm"][2] == pytest.approx(5.0)
+    table = cohort_table([tmp_path / "P1" / "ingest.json", tmp_path / "alone" / "ingest.json"])
+    assert list(table["series_description"]) == [good[n][0] for n in (2, 8, 4, 5)] + [""] * 4
+    assert list(table["series_uid"][:4]) == [record["inputs"][m]["series_uid"] for m in ("t1", "t1c", "t2", "flair")]
 
 
 def test_a_tie_fails_that_subject_only_and_the_sheet_resolves_it(cohort, tmp_path, capsys):

@@ -215,6 +215,9 @@ def cohort_table(records: list[str | Path]) -> "pd.DataFrame":
                 "source": source["path"],
                 "format": source["format"],
                 "source_sha256": source["sha256"],
+                # A study is one folder for all four: its series tells them apart.
+                "series_uid": source.get("series_uid", ""),
+                "series_description": source.get("series_description", ""),
                 "source_orientation": image["source_orientation"],
                 "shape": "x".join(map(str, image["source_shape"])),
                 "spacing_mm": "x".join(f"{s:.4g}" for s in image["spacing_mm"]),
