@@ -288,6 +288,19 @@ def test_explicit_cells_override_the_study(cohort, tmp_path):
     assert record["inputs"]["flair"]["series_description"] == "AX FLAIR"
 
 
+def test_the_sheet_names_an_earlier_study(cohort, tmp_path):
+    root, _ = cohort
+    alone = {m: str(root / "alone" / n) for m, n in (("t1c", "8"), ("t2", "4"), ("flair", "5"))}
+    sheet = _sheet(tmp_path / "sheet.tsv", [{"subject_id": "P1", "dicom": str(root / "P1"), "dicom_study": "1",
+                                             **alone}])
+    record = ingest_subject(load_sheet(sheet)[0], tmp_path / "out")
+    study = record["dicom_study"]
+    assert study["study"]["date"] == "20230105" and "column dicom_study" in study["study"]["why"]
+    assert [s["date"] for s in study["other_studies"]] == ["20240301"]
+    assert record["inputs"]["t1"]["sha256"] == files_sha256(list((root / "P1" / "study1").rglob("*.dcm")),
+                                                            root / "P1")
+
+
 def test_a_study_without_a_modality_names_its_series_and_none_marks_it_missing(cohort, tmp_path, capsys):
     root, _ = cohort
     rules = tmp_path / "rules.yaml"

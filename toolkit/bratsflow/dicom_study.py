@@ -276,7 +276,7 @@ def choose_study(folder: Path, *, subject: str | None = None, rules_file: str | 
     for modality in modalities:
         selector = (overrides or {}).get(modality, "")
         if selector:
-            _choose_named(choice, modality, selector, everything)
+            _choose_named(choice, modality, selector)
         else:
             _choose_by_rules(choice, modality)
     return choice
@@ -294,12 +294,12 @@ def _list_studies(described: dict[str, dict]) -> str:
                      f"StudyID {d['study_id'] or '-'}, {d['description']!r})" for d in described.values())
 
 
-def _choose_named(choice: StudyChoice, modality: str, selector: str, everything: list[Series]) -> None:
+def _choose_named(choice: StudyChoice, modality: str, selector: str) -> None:
     column = f"{modality}_series"
     if selector.isdigit():
         found = [s for s in choice.series if s.number == int(selector)]
     else:
-        found = [s for s in everything if s.uid == selector]
+        found = [s for s in choice.series if s.uid == selector]
     if len(found) != 1:
         what = "no series" if not found else f"{len(found)} series"
         choice.problems[modality] = (
