@@ -11,7 +11,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import MRImageStorage, PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import BasicTextSRStorage, MRImageStorage, PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian, generate_uid
 
 RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0])
 
@@ -27,8 +27,14 @@ def _ds(value: float) -> str:
 
 
 def write_dicom_series(img: nib.Nifti1Image, folder: Path, *, series_number: int = 1, description: str = "T1",
-                       patient_id: str = "SYNTH") -> Path:
-    """Write `img` (3-D) as one DICOM file per slice along its third voxel axis into `folder`; return `folder`."""
+                       patient_id: str = "SYNTH", study: str = "1", study_datetime: str = "20240101 120000",
+                       tags: dict | None = None, reverse: bool = False, first_instance: int = 1) -> Path:
+    """Write `img` (3-D) as one DICOM file per slice along its third voxel axis into `folder`; return `folder`.
+
+    study: names the study (its UID is made from it and the patient); tags: more attributes by keyword
+    (EchoTime, ContrastBolusAgent, ...); reverse: instance numbers run against the slice order, as some scanners
+    write them; first_instance: the first instance number, so several calls can fill one series (a localiser's
+    three planes, a DWI's b-values)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     data = np.asarray(img.dataobj)
@@ -44,11 +50,13 @@ def write_dicom_series(img: nib.Nifti1Image, folder: Path, *, series_number: int
     # PixelSpacing is (spacing between rows, spacing between columns) = (step along j, step along i).
     pixel_spacing = [_ds(sizes[1]), _ds(sizes[0])]
 
-    study_uid = _uid(patient_id, "study")
-    series_uid = _uid(patient_id, "series", series_number, description)
-    frame_uid = _uid(patient_id, "frame")
+    study_uid = _uid(patient_id, "study", study)
+    series_uid = _uid(patient_id, study, "series", series_number, description)
+    frame_uid = _uid(patient_id, study, "frame")
+    study_date, study_time = study_datetime.split()
     for k in range(data.shape[2]):
-        sop_uid = _uid(patient_id, "image", series_number, description, k)
+        instance = first_instance + (data.shape[2] - 1 - k if reverse else k)
+        sop_uid = _uid(patient_id, study, "image", series_number, description, instance)
         meta = FileMetaDataset()
         meta.MediaStorageSOPClassUID = MRImageStorage
         meta.MediaStorageSOPInstanceUID = sop_uid
@@ -65,12 +73,12 @@ def write_dicom_series(img: nib.Nifti1Image, folder: Path, *, series_number: int
         ds.Modality = "MR"
         ds.PatientName = patient_id
         ds.PatientID = patient_id
-        ds.StudyDate = ds.SeriesDate = "20240101"
-        ds.StudyTime = ds.SeriesTime = "120000"
-        ds.StudyID = "1"
+        ds.StudyDate = ds.SeriesDate = study_date
+        ds.StudyTime = ds.SeriesTime = study_time
+        ds.StudyID = study
         ds.SeriesNumber = series_number
         ds.AcquisitionNumber = 1
-        ds.InstanceNumber = k + 1
+        ds.InstanceNumber = instance
         ds.SeriesDescription = ds.ProtocolName = description
         ds.ImageType = ["ORIGINAL", "PRIMARY", "M", "ND"]
         ds.Manufacturer = "bratsflow-tests"
@@ -93,6 +101,36 @@ def write_dicom_series(img: nib.Nifti1Image, folder: Path, *, series_number: int
         ds.RescaleIntercept = "0"
         ds.RescaleSlope = "1"
         ds.PixelData = plane.astype("<i2").tobytes()
+        for keyword, value in (tags or {}).items():
+            setattr(ds, keyword, value)
 
-        ds.save_as(folder / f"{description}_s{series_number:03d}_{k + 1:04d}.dcm", enforce_file_format=True)
+        name = "".join(c if c.isalnum() else "_" for c in description)
+        ds.save_as(folder / f"{name}_s{series_number:03d}_{instance:04d}.dcm", enforce_file_format=True)
     return folder
+
+
+def write_report_object(folder: Path, *, series_number: int, patient_id: str = "SYNTH", study: str = "1") -> Path:
+    """A DICOM structured report (no pixels) in the study, as PACS exports carry beside the images."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    sop_uid = _uid(patient_id, study, "report", series_number)
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = BasicTextSRStorage
+    meta.MediaStorageSOPInstanceUID = sop_uid
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID = BasicTextSRStorage
+    ds.SOPInstanceUID = sop_uid
+    ds.StudyInstanceUID = _uid(patient_id, "study", study)
+    ds.SeriesInstanceUID = _uid(patient_id, study, "report-series", series_number)
+    ds.Modality = "SR"
+    ds.PatientID = patient_id
+    ds.StudyDate, ds.StudyTime = "20240101", "120000"
+    ds.SeriesNumber = series_number
+    ds.InstanceNumber = 1
+    ds.SeriesDescription = "Radiology report"
+    path = folder / f"report_s{series_number:03d}.dcm"
+    ds.save_as(path, enforce_file_format=True)
+    return path

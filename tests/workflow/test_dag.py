@@ -118,6 +118,24 @@ def test_the_demo_cohort_is_made_for_a_sheet_that_names_it_and_a_bad_subject_fai
     assert f"FLAIR {tmp_path / 'absent.nii.gz'}: file does not exist" in log
 
 
+
+def test_dry_run_plans_a_dicom_study_subject_with_the_configs_rules(tmp_path):
+    """A sheet with only a `dicom` column: the study and the rules file are the ingest job's inputs, the rules and
+    the tie policy reach the command, and a modality declared absent (`flair_series` none) plans the
+    without-FLAIR rule under run-available."""
+    study = tmp_path / "pacs" / "P1"
+    study.mkdir(parents=True)
+    sheet = tmp_path / "subjects.tsv"
+    sheet.write_text("subject_id\tdicom\tflair_series\nP1\tpacs/P1\tnone\n")
+    config = write_config(tmp_path, samples=str(sheet), missing_modalities="run-available",
+                          dicom={"on_tie": "latest"})
+    record = paths.step_files(tmp_path / "results", "P1", "ingest").record
+    result = snakemake(str(record), "-n", "-p", "--cores", "1", "--configfile", str(config))
+    out = result.stdout + result.stderr
+    assert "rule ingest_without_flair:" in out
+    assert f"input: {study}, config/dicom_rules.yaml" in out
+    assert "--dicom-rules config/dicom_rules.yaml --dicom-tie latest" in out
+
 def test_bad_sheet_stops_before_any_job(tmp_path):
     sheet = tmp_path / "subjects.tsv"
     sheet.write_text("subject_id\tt1\tt1c\tt2\tflair\na/b\tx\tx\tx\tx\n")

@@ -19,6 +19,7 @@ import pandas as pd
 import yaml
 
 from .availability import check_policy
+from .dicom_study import NO_SERIES
 from .errors import ConfigError, InputError
 from .modalities import MODALITIES, MODALITY_NAMES
 from .paths import COHORT, REPORT_SITE, TruthFiles
@@ -41,6 +42,16 @@ class Subject:
     truth: Path | None = None
     # Where the truth was named, for the message when its file is missing.
     truth_source: str = ""
+    # A DICOM study folder (sheet column `dicom`): the modalities without an image of their own come from it.
+    study: Path | None = None
+    # modality -> the study's series to use (SeriesNumber or SeriesInstanceUID; sheet columns `<modality>_series`)
+    series: dict[str, str] = field(default_factory=dict)
+    # Which of the folder's studies (StudyInstanceUID, AccessionNumber or StudyID; sheet column `dicom_study`).
+    study_selector: str = ""
+
+    def from_study(self, modality: str) -> bool:
+        """True when the modality's image is to be found in the subject's DICOM study."""
+        return self.study is not None and modality not in self.images and modality not in self.problems
 
     def truth_problem(self) -> str | None:
         """Why the named truth cannot be used, checked when asked: the demo rule writes the demo cohort's truth
@@ -92,13 +103,20 @@ def read_sheet(path: str | Path) -> pd.DataFrame:
         raise ConfigError(f"sample sheet is malformed ({exc})", file=path) from None
     sheet.columns = [c.strip() for c in sheet.columns]
     required = samples_schema()["required"]
+    # With a study column the study supplies every modality, so a sheet may leave out the modality columns.
+    if "dicom" in sheet.columns:
+        required = [c for c in required if c not in MODALITIES]
     missing = [c for c in required if c not in sheet.columns]
     if missing:
         raise ConfigError(f"sample sheet lacks column(s) {missing}; it needs {required} (tab-separated) and has "
                           f"{list(sheet.columns)}", file=path)
     if sheet.empty:
         raise ConfigError("sample sheet has a header but no subjects", file=path)
-    return sheet.apply(lambda column: column.str.strip())
+    sheet = sheet.apply(lambda column: column.str.strip())
+    for modality in MODALITIES:
+        if modality not in sheet.columns:
+            sheet[modality] = ""
+    return sheet
 
 
 def load_sheet(path: str | Path) -> list[Subject]:
@@ -115,17 +133,24 @@ def load_sheet(path: str | Path) -> list[Subject]:
 
     subjects = []
     for row_number, row in enumerate(sheet.to_dict("records"), start=2):
+        study = _sheet_path(path, row["dicom"]) if row.get("dicom") else None
+        series = {m: row[f"{m}_series"] for m in MODALITIES if row.get(f"{m}_series")}
         images, problems = {}, {}
         for modality in MODALITIES:
             value = row[modality]
-            if not value:
+            if value:
+                images[modality] = _sheet_path(path, value)
+            elif series.get(modality) == NO_SERIES:
+                problems[modality] = (f"no {MODALITY_NAMES[modality]} image: column {modality}_series of row "
+                                      f"{row_number} is {NO_SERIES} in the sample sheet {path}")
+            elif study is None:
                 problems[modality] = (f"no {MODALITY_NAMES[modality]} image: column {modality} of row {row_number} "
                                       f"is empty in the sample sheet {path}")
-                continue
-            images[modality] = _sheet_path(path, value)
         truth = _sheet_path(path, row["truth"]) if row.get("truth") else None
         subjects.append(Subject(row["subject_id"], images, problems, frozenset(problems), truth,
-                                f"column truth of row {row_number} of the sample sheet {path}"))
+                                f"column truth of row {row_number} of the sample sheet {path}", study,
+                                {m: v for m, v in series.items() if m not in problems and m not in images},
+                                row.get("dicom_study", "")))
     return subjects
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import shutil
 import subprocess
@@ -13,6 +12,7 @@ from typing import TYPE_CHECKING
 import nibabel as nib
 
 from .availability import DEFAULT_POLICY, FAIL_HINT, Need, absent, unmet
+from .dicom_study import DEFAULT_TIE, Series, StudyChoice, choose_study, files_sha256, link_series
 from .errors import BratsflowError, InputError
 from .io import axcodes, check_image, load_image, reorient, sha256_file, spacing
 from .modalities import MODALITY_NAMES
@@ -21,6 +21,8 @@ from .step import StepRun, read_record
 
 if TYPE_CHECKING:
     # Only named in annotations: cohort loads pandas and jsonschema, which ingest itself does not need.
+    import pandas as pd
+
     from .cohort import Subject
 
 log = logging.getLogger(__name__)
@@ -39,11 +41,7 @@ def dcm2niix_binary() -> str:
 
 def folder_sha256(folder: Path) -> str:
     """A checksum of a DICOM folder: file names and contents, in sorted order."""
-    digest = hashlib.sha256()
-    for file in sorted(p for p in folder.rglob("*") if p.is_file()):
-        digest.update(file.relative_to(folder).as_posix().encode())
-        digest.update(bytes.fromhex(sha256_file(file)))
-    return digest.hexdigest()
+    return files_sha256([p for p in folder.rglob("*") if p.is_file()], folder)
 
 
 def convert_dicom(folder: Path, workdir: Path, *, subject: str | None = None,
@@ -87,6 +85,16 @@ def _read_source(path: Path, workdir: Path, subject: str, modality: str) -> tupl
     return img, source
 
 
+def _read_series(choice: StudyChoice, item: Series, workdir: Path, subject: str,
+                 modality: str) -> tuple[nib.Nifti1Image, dict]:
+    folder = link_series(item, workdir / modality / "series")
+    nifti = convert_dicom(folder, workdir / modality, subject=subject, modality=modality)
+    source = {"path": str(choice.folder), "format": "dicom", "series_uid": item.uid, "series_number": item.number,
+              "series_description": item.description, "files": len(item.files),
+              "sha256": files_sha256([path for _, path in item.files], choice.folder), "converter": "dcm2niix"}
+    return load_image(nifti, subject=subject, modality=modality), source
+
+
 def check_needs(subject: Subject, modalities: tuple[str, ...], needs: tuple[Need, ...]) -> None:
     """Refuse a subject that lacks what a later step cannot do without, naming what is missing and why."""
     failed = unmet(modalities, needs)
@@ -98,10 +106,12 @@ def check_needs(subject: Subject, modalities: tuple[str, ...], needs: tuple[Need
 
 def ingest_subject(subject: Subject, out_dir: str | Path, *, orientation: str = DEFAULT_ORIENTATION,
                    spacing_range_mm: tuple[float, float] = DEFAULT_SPACING_RANGE_MM, policy: str = DEFAULT_POLICY,
-                   needs: tuple[Need, ...] = ()) -> dict:
+                   needs: tuple[Need, ...] = (), dicom_rules: str | Path | None = None,
+                   dicom_tie: str = DEFAULT_TIE) -> dict:
     """Check the subject's images (all four, or under `run-available` those it has) first and write only when
     every one passes, so a bad subject leaves no partial output; every problem of the subject is reported at
-    once."""
+    once. A subject with a DICOM study takes the modalities it has no image for from the study's series, sorted
+    by the rules in `dicom_rules` (default: bratsflow's), `dicom_tie` deciding between equal candidates."""
     files = StepFiles(out_dir, "ingest")
     sid = subject.subject_id
     modalities = subject.modalities(policy)
@@ -111,15 +121,31 @@ def ingest_subject(subject: Subject, out_dir: str | Path, *, orientation: str = 
                               "missing_modalities": policy})
     checked: dict[str, tuple[nib.Nifti1Image, dict]] = {}
     problems: list[str] = []
+    study: StudyChoice | None = None
+    from_study = tuple(m for m in modalities if subject.from_study(m))
+    if from_study:
+        try:
+            with run.phase("sort_dicom_study"):
+                study = choose_study(subject.study, subject=sid, rules_file=dicom_rules, tie=dicom_tie,
+                                     study=subject.study_selector, overrides=subject.series, modalities=from_study)
+        except BratsflowError as exc:
+            names = ", ".join(MODALITY_NAMES[m] for m in from_study)
+            problems.append(f"DICOM study for {names}: {_without_subject(exc)}")
     with tempfile.TemporaryDirectory(prefix=f"bratsflow-ingest-{sid}-") as tmp:
         for modality in modalities:
             if modality in subject.missing:
                 problems.append(f"{MODALITY_NAMES[modality]}: {subject.problems[modality]} ({FAIL_HINT})")
                 continue
+            if modality in from_study and (study is None or modality in study.problems):
+                if study is not None:
+                    problems.append(f"{MODALITY_NAMES[modality]}: study {subject.study}: {study.problems[modality]}")
+                continue
             try:
                 with run.phase(f"read_{modality}"):
-                    path = subject.image(modality)
-                    img, source = _read_source(Path(path), Path(tmp), sid, modality)
+                    if modality in from_study:
+                        img, source = _read_series(study, study.chosen[modality], Path(tmp), sid, modality)
+                    else:
+                        img, source = _read_source(Path(subject.image(modality)), Path(tmp), sid, modality)
                     img = check_image(img, spacing_range_mm=spacing_range_mm, subject=sid, modality=modality,
                                       file=source["path"])
                 checked[modality] = (img, source)
@@ -146,7 +172,9 @@ def ingest_subject(subject: Subject, out_dir: str | Path, *, orientation: str = 
                 "output_orientation": orientation,
             }
     missing = absent(modalities)
-    record = run.finish(images=images, missing_modalities=missing)
+    # The study's decisions sit beside the images only when a study was read, so other records keep their keys.
+    extra = {"dicom_study": study.record()} if study is not None else {}
+    record = run.finish(images=images, missing_modalities=missing, **extra)
     log.info("%s: ingested %s%s", sid, ", ".join(MODALITY_NAMES[m] for m in modalities),
              f"; missing {', '.join(MODALITY_NAMES[m] for m in missing)}" if missing else "")
     return record
@@ -189,6 +217,9 @@ def cohort_table(records: list[str | Path]) -> "pd.DataFrame":
                 "source": source["path"],
                 "format": source["format"],
                 "source_sha256": source["sha256"],
+                # A study is one folder for all four: its series tells them apart.
+                "series_uid": source.get("series_uid", ""),
+                "series_description": source.get("series_description", ""),
                 "source_orientation": image["source_orientation"],
                 "shape": "x".join(map(str, image["source_shape"])),
                 "spacing_mm": "x".join(f"{s:.4g}" for s in image["spacing_mm"]),

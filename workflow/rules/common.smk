@@ -181,9 +181,11 @@ def subject_inputs(wildcards):
     if wildcards.subject not in SUBJECTS:
         raise WorkflowError(f"bratsflow: subject {wildcards.subject!r} is not in the cohort ({cohort_source_args()})")
     subject = SUBJECTS[wildcards.subject]
+    # An edited rules file may sort a study differently, so it is an input of the subjects that have a study.
+    study = [subject.study, config["dicom"]["rules"]] if subject.study is not None else []
     return [
         str(path)
-        for path in subject.images.values()
+        for path in [*subject.images.values(), *study]
         if demo_file(path) or os.path.exists(path)
     ]
 

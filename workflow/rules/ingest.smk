@@ -20,6 +20,8 @@ for modality_set in MODALITY_SETS:
             spacing=config["ingest"]["spacing_range_mm"],
             policy=MISSING_POLICY,
             needs=" ".join(f"--need {need}" for need in NEEDS),
+            dicom_rules=config["dicom"]["rules"],
+            dicom_tie=config["dicom"]["on_tie"],
         log:
             step_log("ingest"),
         benchmark:
@@ -34,7 +36,8 @@ for modality_set in MODALITY_SETS:
             "bratsflow --threads {threads} ingest --subject {wildcards.subject} {params.source}"
             " --out {params.out} --orientation {params.orientation}"
             " --min-spacing {params.spacing[0]} --max-spacing {params.spacing[1]}"
-            " --missing-modalities {params.policy} {params.needs} > {log} 2>&1"
+            " --missing-modalities {params.policy} {params.needs}"
+            " --dicom-rules {params.dicom_rules} --dicom-tie {params.dicom_tie} > {log} 2>&1"
 
 
 rule ingest_table:

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..availability import DEFAULT_POLICY, POLICIES, Need
+from ..dicom_study import DEFAULT_TIE, TIE_POLICIES
 from ..errors import BratsflowError
 from ..ingest import DEFAULT_ORIENTATION, DEFAULT_SPACING_RANGE_MM
 from ..modalities import MODALITIES
@@ -19,6 +20,13 @@ def add_commands(commands) -> None:
     source.add_argument("--samples", type=Path, help="sample sheet (TSV) that lists the subject")
     source.add_argument("--bids", type=Path, help="BIDS root that holds the subject")
     add_modality_arguments(ingest)
+    ingest.add_argument("--dicom", type=Path, metavar="FOLDER",
+                        help="a DICOM study folder: the modalities not given as paths come from its series")
+    ingest.add_argument("--dicom-rules", type=Path, metavar="YAML",
+                        help="rules that sort a study's series into modalities (default: bratsflow's, "
+                             "config/dicom_rules.yaml)")
+    ingest.add_argument("--dicom-tie", choices=TIE_POLICIES, default=DEFAULT_TIE,
+                        help="two equally preferred series for one modality: fail (default) or take the latest")
     ingest.add_argument("--out", type=Path, required=True, help="output folder for the subject's ingest step")
     ingest.add_argument("--orientation", default=DEFAULT_ORIENTATION,
                         help=f"axis codes of the output (default {DEFAULT_ORIENTATION})")
@@ -46,9 +54,12 @@ def run_ingest(args: argparse.Namespace) -> None:
 
     explicit = given_images(args)
     if args.samples or args.bids:
-        if explicit:
-            raise BratsflowError("give either --samples/--bids or the four image paths, not both")
+        if explicit or args.dicom:
+            raise BratsflowError("give either --samples/--bids or the image paths (--dicom), not both")
         subject = find_subject(load_cohort(samples=args.samples, bids=args.bids), args.subject)
+    elif args.dicom:
+        validate_subject_id(args.subject)
+        subject = Subject(args.subject, explicit, study=args.dicom)
     else:
         missing = [m for m in MODALITIES if m not in explicit]
         if missing and args.missing_modalities == "fail":
@@ -58,7 +69,7 @@ def run_ingest(args: argparse.Namespace) -> None:
         subject = Subject(args.subject, explicit, {m: f"no --{m} given" for m in missing}, frozenset(missing))
     ingest_subject(subject, args.out, orientation=args.orientation,
                    spacing_range_mm=(args.min_spacing, args.max_spacing), policy=args.missing_modalities,
-                   needs=tuple(args.need))
+                   needs=tuple(args.need), dicom_rules=args.dicom_rules, dicom_tie=args.dicom_tie)
 
 
 def run_ingest_table(args: argparse.Namespace) -> None:
