@@ -40,6 +40,8 @@ def workflow_steps():
 SHARED_RUN = "tiny_ensemble_run"
 
 
+# tryfirst: xdist reads the groups in its own hook of this name, on each worker.
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items) -> None:
     """Under pytest-xdist (`make test` runs `-n 2 --dist loadgroup`), a worker takes whole groups: one per test file,
     so a module fixture is made once, and one for all files that share the tiny-ensemble run. The slow groups
