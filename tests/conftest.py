@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.server
+import os
 import importlib.util
 import shutil
 import sys
@@ -55,6 +56,20 @@ def pytest_collection_modifyitems(config, items) -> None:
         group = SHARED_RUN if item.path in sharing else str(item.path.relative_to(config.rootpath))
         item.add_marker(pytest.mark.xdist_group(group))
     items.sort(key=lambda item: not slow(item))
+
+
+# Real scans beside the checkout (../shared/real, see its README); never copied into the project.
+SHARED_REAL = Path(__file__).resolve().parents[2] / "shared" / "real"
+
+
+@pytest.fixture(scope="session")
+def shared_real() -> Path:
+    """The shared real cases: a test that needs them fails under CI, which has them, and skips elsewhere."""
+    if not SHARED_REAL.is_dir():
+        if os.environ.get("CI"):
+            pytest.fail(f"the shared real cases are missing ({SHARED_REAL}); CI has shared/ beside the checkout")
+        pytest.skip("no ../shared/real beside the checkout")
+    return SHARED_REAL
 
 
 @pytest.fixture(scope="session")

@@ -26,6 +26,20 @@ def _ds(value: float) -> str:
     return text if len(text) <= 16 else f"{value:.6g}"
 
 
+def _dataset(sop_class: str, sop_uid: str) -> Dataset:
+    """An empty DICOM object of `sop_class` with its file meta information, explicit VR little endian."""
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = sop_class
+    meta.MediaStorageSOPInstanceUID = sop_uid
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID = sop_class
+    ds.SOPInstanceUID = sop_uid
+    return ds
+
+
 def write_dicom_series(img: nib.Nifti1Image, folder: Path, *, series_number: int = 1, description: str = "T1",
                        patient_id: str = "SYNTH", study: str = "1", study_datetime: str = "20240101 120000",
                        tags: dict | None = None, reverse: bool = False, first_instance: int = 1) -> Path:
@@ -57,16 +71,7 @@ def write_dicom_series(img: nib.Nifti1Image, folder: Path, *, series_number: int
     for k in range(data.shape[2]):
         instance = first_instance + (data.shape[2] - 1 - k if reverse else k)
         sop_uid = _uid(patient_id, study, "image", series_number, description, instance)
-        meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = MRImageStorage
-        meta.MediaStorageSOPInstanceUID = sop_uid
-        meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
-
-        ds = Dataset()
-        ds.file_meta = meta
-        ds.SOPClassUID = MRImageStorage
-        ds.SOPInstanceUID = sop_uid
+        ds = _dataset(MRImageStorage, sop_uid)
         ds.StudyInstanceUID = study_uid
         ds.SeriesInstanceUID = series_uid
         ds.FrameOfReferenceUID = frame_uid
@@ -114,15 +119,7 @@ def write_report_object(folder: Path, *, series_number: int, patient_id: str = "
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     sop_uid = _uid(patient_id, study, "report", series_number)
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = BasicTextSRStorage
-    meta.MediaStorageSOPInstanceUID = sop_uid
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID = BasicTextSRStorage
-    ds.SOPInstanceUID = sop_uid
+    ds = _dataset(BasicTextSRStorage, sop_uid)
     ds.StudyInstanceUID = _uid(patient_id, "study", study)
     ds.SeriesInstanceUID = _uid(patient_id, study, "report-series", series_number)
     ds.Modality = "SR"

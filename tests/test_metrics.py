@@ -3,7 +3,6 @@ on real candidate segmentations, lesion-wise scoring, CLI."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import nibabel as nib
@@ -18,7 +17,6 @@ from bratsflow.io import label_image, save_image
 from bratsflow.metrics import (COLUMNS, HD_EMPTY_MM, LESION_COLUMNS, evaluate, hausdorff, lesion_metrics,
                                lesion_table, region_metrics)
 
-REAL = Path(__file__).resolve().parents[2] / "shared" / "real" / "tcga-du-7294"
 
 
 def test_empty_region_conventions():
@@ -172,12 +170,8 @@ OFFICIAL_HD95 = {("xfeng", "TC"): 5.0, ("isen-20", "TC"): np.sqrt(86), ("hnfnetv
 
 
 @pytest.fixture(scope="module")
-def real() -> Path:
-    if not REAL.is_dir():
-        if os.environ.get("CI"):
-            pytest.fail(f"the shared real cases are missing ({REAL}); CI has shared/ beside the checkout")
-        pytest.skip("no ../shared/real beside the checkout")
-    return REAL
+def real(shared_real) -> Path:
+    return shared_real / "tcga-du-7294"
 
 
 def _official_region_masks(path: Path) -> dict[str, np.ndarray]:

@@ -2,7 +2,6 @@
 atlas with them) so that each registration takes seconds: the checks must pass on the real cases and their
 degradations and refuse inputs that are wrong."""
 
-import os
 from pathlib import Path
 
 import nibabel as nib
@@ -17,7 +16,6 @@ from bratsflow.ingest import ingest_subject
 from bratsflow.metrics import dice
 from conftest import TINY_SPACING_RANGE_MM
 
-REAL = Path(__file__).resolve().parents[2] / "shared" / "real"
 CASES = {
     "tcga": {m: f"tcga-du-7294/native_hdbet/{m}_hdbet_brain.nii.gz" for m in MODALITIES},
     "gli": {m: f"brats-gli-00001-000/BraTS-GLI-00001-000-{name}.nii.gz"
@@ -27,12 +25,8 @@ VOXEL_MM = 3.0
 
 
 @pytest.fixture(scope="module")
-def real() -> Path:
-    if not REAL.is_dir():
-        if os.environ.get("CI"):
-            pytest.fail(f"the shared real cases are missing ({REAL}); CI has shared/ beside the checkout")
-        pytest.skip("no ../shared/real beside the checkout")
-    return REAL
+def real(shared_real) -> Path:
+    return shared_real
 
 
 def _ingested(real: Path, case: str, folder: Path, change=None) -> dict[str, Path]:

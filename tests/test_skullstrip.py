@@ -22,7 +22,6 @@ from bratsflow.skullstrip import SkullstripParams, in_view, refine_mask, skullst
 
 SID = "sub-002"
 REPO = Path(__file__).resolve().parents[1]
-REAL = REPO.parent / "shared" / "real" / "brats-gli-00001-000"
 REAL_ID = "BraTS-GLI-00001-000"
 
 
@@ -122,7 +121,7 @@ def test_in_view_is_what_the_scan_covered():
 
 
 @pytest.fixture(scope="module")
-def real_stripped(tiny_atlas, tmp_path_factory):
+def real_stripped(shared_real, tiny_atlas, tmp_path_factory):
     """BraTS-GLI-00001-000 (skull-stripped, BraTS/SRI24 space) on the tiny 3 mm atlas grid, and its given brain.
 
     SRI24 and MNI152 are both AC-PC aligned but have other origins: the brain's centroid is moved onto the atlas
@@ -130,7 +129,7 @@ def real_stripped(tiny_atlas, tmp_path_factory):
     out = tmp_path_factory.mktemp("real")
     grid = nib.load(tiny_atlas[1])
     names = dict(zip(MODALITIES, ("t1n", "t1c", "t2w", "t2f")))
-    loaded = {m: nib.load(REAL / f"{REAL_ID}-{n}.nii.gz") for m, n in names.items()}
+    loaded = {m: nib.load(shared_real / "brats-gli-00001-000" / f"{REAL_ID}-{n}.nii.gz") for m, n in names.items()}
     t1 = loaded["t1"]
     given = np.asarray(t1.dataobj) != 0
 

@@ -11,7 +11,6 @@ shape features' diameters grow with the square of the surface)."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import nibabel as nib
@@ -22,7 +21,6 @@ from bratsflow import paths
 from workflow_helpers import snakemake
 
 REPO = Path(__file__).resolve().parents[2]
-REAL = REPO.parent / "shared" / "real"
 CASES = {
     # Skull-stripped by HD-BET in scanner space: three grids, 5 mm T1/T2 slices, T1 with a qform only.
     "TCGA-DU-7294": {m: f"tcga-du-7294/native_hdbet/{m}_hdbet_brain.nii.gz" for m in ("t1", "t1c", "t2", "flair")},
@@ -35,18 +33,14 @@ pytestmark = pytest.mark.workflow
 
 
 @pytest.fixture(scope="module")
-def real_run(tmp_path_factory):
-    if not REAL.is_dir():
-        if os.environ.get("CI"):
-            pytest.fail(f"the shared real cases are missing ({REAL}); CI has shared/ beside the checkout")
-        pytest.skip("no ../shared/real beside the checkout")
+def real_run(shared_real, tmp_path_factory):
     folder = tmp_path_factory.mktemp("real")
     results = folder / "results"
     one_member = "segment={members: [{name: demo_labels, model: models/demo/demo_labels}]}"
     for sid, files in CASES.items():
         sheet = folder / f"{sid}.tsv"
         sheet.write_text("subject_id\tt1\tt1c\tt2\tflair\n"
-                         + "\t".join([sid, *(str(REAL / files[m]) for m in ("t1", "t1c", "t2", "flair"))]) + "\n")
+                         + "\t".join([sid, *(str(shared_real / files[m]) for m in ("t1", "t1c", "t2", "flair"))]) + "\n")
         targets = [] if sid == END_TO_END else [str(paths.brain_mask(results, sid))]
         snakemake("--cores", "2", *targets, "--config", f"samples={sheet}", f"results={results}", one_member,
                   timeout=3000)
