@@ -232,3 +232,23 @@ def test_command_line_one_image_mode(subject, tmp_path, capsys):
     assert "does not combine with --t1" in capsys.readouterr().err
     assert main(["radiomics", "--t1", str(subject["t1"]), "--out", str(tmp_path)]) == 2
     assert "give --segmentation" in capsys.readouterr().err
+
+
+def test_a_post_treatment_map_gets_its_cavity_as_a_region(subject, tmp_path):
+    """brats-gli-post: the resection cavity (4) is a region of its own, outside WT; a map with only a cavity is
+    not "no tumour"."""
+    labels = nib.load(subject["segmentation"])
+    data = np.asarray(labels.dataobj).astype(np.uint8)
+    cavity = np.zeros_like(data)
+    brain = np.argwhere(np.asarray(nib.load(subject["brain_mask"]).dataobj) > 0)
+    centre = brain[len(brain) // 2]
+    cavity[tuple(slice(c - 2, c + 2) for c in centre)] = 4
+    cavity[data > 0] = 0
+    only_cavity = save_image(label_image_like(cavity, labels), tmp_path / "cavity.nii.gz")
+    table = _run(subject, tmp_path / "out", segmentation=only_cavity, threads=2, convention="brats-gli-post")
+    assert list(pd.unique(table["region"])) == ["WT", "TC", "ET", "NETC", "SNFH", "RC"]
+    volumes = table[table["feature_class"] == "volume"].set_index("region")["value"]
+    assert volumes["RC"] == pytest.approx(np.count_nonzero(cavity) * 27 / 1000) and volumes["WT"] == 0
+    rc = table[(table["region"] == "RC") & (table["feature_class"] != "volume")]
+    assert rc["value"].notna().all() and rc["reason"].isna().all()
+    assert (table[table["region"] == "WT"]["reason"].dropna() != NO_TUMOUR).all()

@@ -32,8 +32,8 @@ class LabelSet:
 
     @property
     def nested(self) -> bool:
-        """Whether the set is the three sub-regions of nested WT ⊃ TC ⊃ ET, which fusion, radiomics and the report
-        handle (they work on depths, see NESTING)."""
+        """Whether the set is the three sub-regions of nested WT ⊃ TC ⊃ ET, which fusion and the report handle
+        (they work on depths, see NESTING)."""
         return set(self.labels) == set(SUBREGIONS) and self.regions == REGION_MEMBERS
 
     def describe(self) -> str:
@@ -81,11 +81,9 @@ SUBREGION_NAMES: dict[str, str] = {
     "ET": "enhancing tumour",
 }
 BACKGROUND = "background"
-# Every region a tumour is summarised over (radiomics): the nested regions, then the sub-regions not among them.
-SUMMARY_REGIONS: tuple[str, ...] = (*REGIONS, *(name for name in SUBREGIONS if name not in REGIONS))
 
 # Sub-regions from the outside in. A sub-region's depth is the number of nested regions that hold it (SNFH 1,
-# NETC 2, ET 3; background 0), so region R is exactly "depth >= REGION_DEPTH[R]". Fusion and metrics work on
+# NETC 2, ET 3; background 0), so region R is exactly "depth >= REGION_DEPTH[R]". Fusion and the report work on
 # depths; label values appear only when a map is read or written.
 NESTING: tuple[str, ...] = tuple(
     sorted(SUBREGIONS, key=lambda name: sum(name in members for members in REGION_MEMBERS.values())))
@@ -102,13 +100,13 @@ def get_convention(name: str) -> LabelSet:
 
 
 def nested_convention(name: str) -> LabelSet:
-    """The label set `name`, refused unless it is nested (LabelSet.nested): the steps that fuse, score and
-    summarise tumours work on depths and would otherwise mislabel a map."""
+    """The label set `name`, refused unless it is nested (LabelSet.nested): fusion and the report work on depths
+    and would otherwise mislabel a map."""
     found = get_convention(name)
     if not found.nested:
         nested = ", ".join(s.name for s in CONVENTIONS.values() if s.nested)
-        raise ConfigError(f"label set {found.describe()} is not nested WT ⊃ TC ⊃ ET; fusion, radiomics and the "
-                          f"report handle only the nested sets so far ({nested})")
+        raise ConfigError(f"label set {found.describe()} is not nested WT ⊃ TC ⊃ ET; fusion and the report handle "
+                          f"only the nested sets so far ({nested})")
     return found
 
 
@@ -120,6 +118,17 @@ def require_exact_mapping(source: str, target: str, *, member: str | None = None
         who = f"member {member} writes" if member else "the map is in"
         raise ConfigError(f"{who} label set {src.describe()}, which has no exact mapping to the run's label set "
                           f"{dst.describe()}: use members trained on the run's task, or set `convention`")
+
+
+def summary_regions(convention: str) -> tuple[str, ...]:
+    """Every region a segmentation is summarised over (radiomics, volumes): the set's scored regions, then its
+    labels not among them."""
+    found = get_convention(convention)
+    return (*found.regions, *(name for name in found.labels if name not in found.regions))
+
+
+# The nested sets' summary regions: WT, TC, ET, NETC, SNFH.
+SUMMARY_REGIONS: tuple[str, ...] = summary_regions(DEFAULT_CONVENTION)
 
 
 def check_labels(labels: np.ndarray, convention: str, *, subject: str | None = None, file=None) -> None:

@@ -25,7 +25,7 @@ import yaml
 from .availability import absent
 from .errors import ConfigError, InputError
 from .io import check_image, load_image, require_same_grid, save_table, sha256_file, to_sitk
-from .labels import DEFAULT_CONVENTION, SUMMARY_REGIONS, region_mask, to_depth
+from .labels import DEFAULT_CONVENTION, region_mask, summary_regions, to_labels
 from .paths import StepFiles
 from .radiomics_filters import FILTERS
 
@@ -385,7 +385,8 @@ def _parameters(params: Params, **more) -> dict:
 def radiomics_subject(images: dict[str, str | Path], segmentation: str | Path, out_dir: str | Path, *,
                       brain_mask: str | Path | None, params: Params, convention: str = DEFAULT_CONVENTION,
                       subject: str = "", threads: int = 1) -> pd.DataFrame:
-    """Features of the five tumour regions × the given modalities of one subject, written to
+    """Features of the label set's summary regions (WT, TC, ET, NETC, SNFH for the nested sets; see
+    labels.summary_regions) × the given modalities of one subject, written to
     OUT/features.parquet, OUT/features.csv and the record OUT/radiomics.json."""
     from .step import StepRun
 
@@ -398,11 +399,9 @@ def radiomics_subject(images: dict[str, str | Path], segmentation: str | Path, o
     with run.phase("load"):
         seg_img, arrays, brain = _load_inputs(images, Path(segmentation), brain_mask and Path(brain_mask),
                                               subject=subject, what="the segmentation")
-        labels = np.asarray(seg_img.dataobj)
-        to_depth(labels, convention, subject=subject, file=segmentation)  # refuses values outside the convention
-        labels = labels.astype(np.uint8)
-        regions = {region: region_mask(labels, region, convention) for region in SUMMARY_REGIONS}
-    tumour = bool(regions["WT"].any())
+        labels = to_labels(np.asarray(seg_img.dataobj), convention, subject=subject, file=segmentation)
+        regions = {region: region_mask(labels, region, convention) for region in summary_regions(convention)}
+    tumour = bool(labels.any())
     if not tumour:
         log.warning("subject %s: the segmentation holds no tumour; every feature is NaN", subject)
     with run.phase("extract"):
@@ -468,7 +467,7 @@ def wide_table(long: pd.DataFrame) -> pd.DataFrame:
     reasons = volumes.pivot(index="subject", columns="region", values="reason").reindex(
         index=subjects, columns=pd.unique(volumes["region"]))
     reasons = reasons.fillna("").add_suffix("_reason")
-    tumour = volumes[volumes["region"] == SUMMARY_REGIONS[0]].set_index("subject")["value"].reindex(subjects) > 0
+    tumour = (volumes.pivot(index="subject", columns="region", values="value").reindex(subjects) > 0).any(axis=1)
     wide = pd.concat([tumour.rename("tumour"), reasons, values], axis=1)
     wide.index.name = "subject"
     return wide.reset_index()
