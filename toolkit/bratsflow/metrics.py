@@ -1,7 +1,8 @@
 """BraTS 2023 evaluation of a label map against the ground truth, per region of the label set (WT, TC, ET for the
 nested sets; the BraTS 2024-25 tasks' regions, e.g. the resection cavity RC, from bratsflow.labels). On those
 newer tasks these are the 2023 definitions applied to their regions, not their official scorer (BraTS_evaluation,
-panoptica-based: lesions matched by maximum bipartite Dice, without the 2023 dilation and size rules).
+panoptica-based: lesions matched by maximum bipartite Dice, without the 2023 dilation and size rules), which
+bratsflow.official calls.
 
 Region-wise (`region_metrics`), with the BraTS 2023 conventions:
 - Dice = 2|P∩G| / (|P| + |G|); both empty 1, one empty 0.
