@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -12,6 +13,7 @@ import numpy as np
 import pydicom
 import pytest
 
+from bratsflow.cli import main
 from bratsflow.cohort import Subject
 from bratsflow.dicom_export import CATEGORY, LABEL_CODES, export_subject
 from bratsflow.errors import InputError
@@ -228,3 +230,21 @@ def test_dciodvfy_finds_no_errors(study, tmp_path):
     result = subprocess.run([binary, str(path)], capture_output=True, text=True)
     errors = [line for line in (result.stdout + result.stderr).splitlines() if line.startswith("Error")]
     assert not errors, "\n".join(errors)
+
+
+def test_the_command_exports_a_t1c_given_as_a_series_folder_and_records_it(study, tmp_path):
+    """A sheet cell naming the T1c's series folder (no study) works too; the record names the series, the
+    segments and the members."""
+    folders = {m: study["folder"] / f"s{n}" for m, n in (("t1", 2), ("t1c", 8), ("t2", 4), ("flair", 5))}
+    ingest = StepFiles(tmp_path / "ingest", "ingest")
+    ingest_subject(Subject("P1", folders), ingest.folder)
+    native = _native(study, _labels("brats2023"), tmp_path / "native.nii.gz")
+    out = tmp_path / "export"
+    assert main(["export", "--subject", "P1", "--segmentation", str(native), "--ingest-record", str(ingest.record),
+                 "--fuse-record", str(study["fuse"].record), "--out", str(out)]) == 0
+    files = StepFiles(out, "export")
+    record = json.loads(files.record.read_text())
+    assert record["outputs"]["segmentation"]["path"] == files.dicom_segmentation.name
+    assert record["source_series"]["uid"] == pydicom.dcmread(next(folders["t1c"].iterdir())).SeriesInstanceUID
+    assert record["segments"] == {"1": "NETC", "2": "SNFH", "3": "ET"} and record["members"] == MEMBERS
+    assert record["parameters"]["series_number"] == pydicom.dcmread(files.dicom_segmentation).SeriesNumber

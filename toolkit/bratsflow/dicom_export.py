@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -78,8 +78,8 @@ def source_series(ingest_record: str | Path, subject: str | None = None) -> tupl
     uid = entry.get("series_uid")
     matches = [s for s in found if uid is None or s.uid == uid]
     if len(matches) != 1:
-        raise InputError(f"the T1c series {uid or ''} is not (once) in the folder any more ({len(matches)} found)",
-                         subject=subject, modality=SPACE, file=folder)
+        what = f"series {uid} is not in the folder any more" if uid else f"folder holds {len(matches)} series"
+        raise InputError(f"the T1c {what}: rerun the subject's ingest", subject=subject, modality=SPACE, file=folder)
     series = matches[0]
     # A study's checksum covers the chosen series' files, a series folder's every file in it (ingest).
     if uid is None:
