@@ -136,6 +136,31 @@ def test_dry_run_plans_a_dicom_study_subject_with_the_configs_rules(tmp_path):
     assert f"input: {study}, config/dicom_rules.yaml" in out
     assert "--dicom-rules config/dicom_rules.yaml --dicom-tie latest" in out
 
+@pytest.mark.parametrize("enabled", [True, False])
+def test_dry_run_plans_the_dicom_export_for_a_dicom_t1c_subject_when_enabled(tmp_path, enabled):
+    """export.enabled plans one export job, after the fused segmentation mapped to native T1c space, for the
+    subject whose T1c comes from its DICOM study, and none for the NIfTI subject; disabled, none at all."""
+    (tmp_path / "pacs" / "P1").mkdir(parents=True)
+    demo = tmp_path / "demo"
+    nifti = "\t".join(str(bids_image_path(demo, "sub-001", m)) for m in MODALITIES)
+    sheet = tmp_path / "subjects.tsv"
+    sheet.write_text(f"subject_id\tdicom\t{chr(9).join(MODALITIES)}\nP1\tpacs/P1{chr(9) * 4}\n"
+                     f"sub-001\t\t{nifti}\n")
+    member = {"name": "m", "model": "unused", "channels": list(MODALITIES)}
+    config = write_config(tmp_path, samples=str(sheet), segment={"members": [member]},
+                          export={"enabled": enabled, "series_description": "AI tumour seg"})
+    result = snakemake("-n", "-p", "--cores", "1", "--configfile", str(config))
+    out = result.stdout + result.stderr
+    export = paths.step_files(tmp_path / "results", "P1", "export")
+    if not enabled:
+        assert "rule export:" not in out and "space-t1c" not in out
+        return
+    assert out.count("rule export:") == 1 and str(export.dicom_segmentation) in out
+    native = paths.native_file(tmp_path / "results", "P1", "fuse", "segmentation", "t1c")
+    assert f"--segmentation {native}" in out and "--series-description 'AI tumour seg'" in out
+    assert "sub-001/export" not in out
+
+
 def test_bad_sheet_stops_before_any_job(tmp_path):
     sheet = tmp_path / "subjects.tsv"
     sheet.write_text("subject_id\tt1\tt1c\tt2\tflair\na/b\tx\tx\tx\tx\n")

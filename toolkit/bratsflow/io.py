@@ -368,6 +368,14 @@ def load_probabilities(path: str | Path, *, subject: str | None = None) -> dict[
     return check_probabilities(probabilities, subject=subject, file=path)
 
 
+def save_dicom(dataset: "pydicom.Dataset", path: str | Path) -> Path:
+    """A DICOM Part 10 file (preamble and file meta): what a PACS accepts."""
+    path = Path(path)
+    with atomic_write(path) as tmp:
+        dataset.save_as(tmp, enforce_file_format=True)
+    return path
+
+
 def save_json(obj: Any, path: str | Path) -> Path:
     path = Path(path)
     with atomic_write(path) as tmp:

@@ -84,6 +84,11 @@ class StepFiles:
         """The report's entropy of the members' mean probabilities (bits), where members write probabilities."""
         return self.folder / "probability_entropy.nii.gz"
 
+    @property
+    def dicom_segmentation(self) -> Path:
+        """The export step's DICOM Segmentation object of the fused segmentation."""
+        return self.folder / "segmentation.dcm"
+
     def figure(self, name: str) -> Path:
         """One of the report's QC figures (FIGURES)."""
         if name not in FIGURES:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import InputError
-from .io import atomic_write, save_figure, save_image, save_json, save_probabilities, save_table, sha256_file
+from .io import atomic_write, save_dicom, save_figure, save_image, save_json, save_probabilities, save_table, sha256_file
 from .provenance import Timer, environment
 
 # Raised to 2 when a fixed key changes meaning; readers refuse records of another version.
@@ -86,6 +86,10 @@ class StepRun:
     def save_figure(self, name: str, figure, path: str | Path, colours=()) -> Path:
         """A matplotlib figure as PNG (bratsflow.io.save_figure: `colours` are kept exactly)."""
         return self._output(name, save_figure(figure, path, colours))
+
+    def save_dicom(self, name: str, dataset, path: str | Path, **extra: Any) -> Path:
+        """A pydicom Dataset as a DICOM Part 10 file (bratsflow.io.save_dicom)."""
+        return self._output(name, save_dicom(dataset, path), **extra)
 
     def copy_file(self, name: str, source: str | Path, path: str | Path) -> Path:
         """A file another tool wrote (a transform), copied into place atomically."""

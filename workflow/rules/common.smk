@@ -60,6 +60,15 @@ def subject_modalities(subject):
     return SUBJECTS[subject].modalities(MISSING_POLICY)
 
 
+def from_dicom(subject, modality):
+    """Whether the pipeline runs a subject on a DICOM image of `modality`: from its study, or a series folder that
+    the sheet names."""
+    if modality not in subject_modalities(subject):
+        return False
+    named = SUBJECTS[subject].images.get(modality)
+    return SUBJECTS[subject].from_study(modality) or (named is not None and named.is_dir())
+
+
 @dataclass(frozen=True)
 class ModalitySet:
     """The subjects that share one set of modalities: a rule's outputs cannot vary by subject, so each step with
