@@ -15,7 +15,7 @@ import pytest
 
 from bratsflow.cli import main
 from bratsflow.cohort import Subject
-from bratsflow.dicom_export import CATEGORY, LABEL_CODES, export_subject
+from bratsflow.dicom_export import CATEGORY, LABEL_CODES, PROCEDURE, export_subject
 from bratsflow.errors import InputError
 from bratsflow.ingest import ingest_subject
 from bratsflow.labels import CONVENTIONS, get_convention
@@ -184,14 +184,81 @@ def test_every_label_set_has_codes():
     assert {name for label_set in CONVENTIONS.values() for name in label_set.labels} <= set(LABEL_CODES)
 
 
+def _report(export_folder: Path):
+    import highdicom as hd
+
+    return hd.sr.srread(StepFiles(export_folder, "export").dicom_measurements)
+
+
+def _voxel_ml(native: Path) -> float:
+    return float(np.prod(nib.load(native).header.get_zooms()[:3])) / 1000.0
+
+
+@pytest.mark.parametrize("convention", ["brats2023", "brats-gli-post"])
+def test_the_report_holds_each_region_and_label_volume_of_the_native_map(study, tmp_path, convention):
+    """The SR's volumes are the native map's, unrounded: a volume per segment, referencing it, and one per scored
+    region of the label set, naming its labels."""
+    from highdicom.sr import VolumetricROIMeasurementsAndQualitativeEvaluations as Volumetric
+
+    seg = pydicom.dcmread(_export(study, _labels(convention), tmp_path, convention))
+    native = np.asarray(nib.load(tmp_path / "native.nii.gz").dataobj)
+    voxel_ml = _voxel_ml(tmp_path / "native.nii.gz")
+    label_set = get_convention(convention)
+    sr = _report(tmp_path / "export")
+    groups = {group.tracking_identifier: group for group in (*sr.content.get_volumetric_roi_measurement_groups(),
+                                                             *sr.content.get_image_measurement_groups())}
+    assert len(groups) == len(label_set.labels) + len(label_set.regions)
+    for number, (name, value) in enumerate(label_set.labels.items(), start=1):
+        group = groups[name]
+        assert isinstance(group, Volumetric)
+        segment = group.referenced_segment
+        assert (segment.referenced_sop_instance_uid, segment.referenced_segment_numbers) == (
+            seg.SOPInstanceUID, [number])
+        (volume,) = group.get_measurements()
+        assert volume.unit.value == "mL"
+        assert volume.value == pytest.approx(np.count_nonzero(native == value) * voxel_ml, rel=1e-12)
+    for region, members in label_set.regions.items():
+        group = groups[f"{region} ({' + '.join(members)})"]
+        (volume,) = group.get_measurements()
+        expected = np.isin(native, label_set.region_labels(region)).sum() * voxel_ml
+        assert volume.value == pytest.approx(expected, rel=1e-12) and volume.value > 0
+    record = json.loads(StepFiles(tmp_path / "export", "export").record.read_text())
+    assert record["outputs"]["measurements"]["volumes_ml"]["regions"] == pytest.approx(
+        {r: groups[f"{r} ({' + '.join(m)})"].get_measurements()[0].value for r, m in label_set.regions.items()})
+
+
+def test_the_report_refers_to_the_segmentation_and_the_source_study(study, tmp_path):
+    seg = pydicom.dcmread(_export(study, _labels("brats2023"), tmp_path))
+    sr = pydicom.dcmread(tmp_path / "export" / "measurements.dcm")
+    source = next(iter(_sources(study).values()))
+    assert sr.SOPClassUID == pydicom.uid.Comprehensive3DSRStorage
+    assert (sr.StudyInstanceUID, sr.PatientID) == (source.StudyInstanceUID, source.PatientID)
+    assert sr.SeriesInstanceUID not in (seg.SeriesInstanceUID, source.SeriesInstanceUID)
+    evidence = {item.ReferencedSOPInstanceUID for study_item in sr.CurrentRequestedProcedureEvidenceSequence
+                for series in study_item.ReferencedSeriesSequence for item in series.ReferencedSOPSequence}
+    assert seg.SOPInstanceUID in evidence
+    report = _report(tmp_path / "export")
+    (observer,) = report.content.get_observer_contexts()
+    assert observer.observer_type.value == "121007"  # Device
+    assert (observer.observer_identifying_attributes.name, sr.ContentDate, sr.InstanceCreationDate) == (
+        "bratsflow", "20240301", "20240301")
+    procedures = [item.ConceptCodeSequence[0].CodeValue for item in sr.ContentSequence
+                  if item.ConceptNameCodeSequence[0].CodeValue == "121058"]  # Procedure reported
+    assert procedures == [PROCEDURE[0]]
+
+
 def test_a_rerun_writes_identical_bytes_and_other_labels_other_uids(study, tmp_path):
     labels = _labels("brats2023")
     first = _export(study, labels, tmp_path / "a").read_bytes()
     assert _export(study, labels, tmp_path / "b").read_bytes() == first
+    assert ((tmp_path / "a" / "export" / "measurements.dcm").read_bytes()
+            == (tmp_path / "b" / "export" / "measurements.dcm").read_bytes())
     changed = labels.copy()
     changed[changed == 2] = 1
     other = pydicom.dcmread(_export(study, changed, tmp_path / "c"))
     assert other.SOPInstanceUID != pydicom.dcmread(tmp_path / "a" / "export" / "segmentation.dcm").SOPInstanceUID
+    assert (pydicom.dcmread(tmp_path / "c" / "export" / "measurements.dcm").SOPInstanceUID
+            != pydicom.dcmread(tmp_path / "a" / "export" / "measurements.dcm").SOPInstanceUID)
 
 
 def test_a_map_off_the_series_grid_is_refused(study, tmp_path):
@@ -220,16 +287,18 @@ def test_changed_source_files_are_refused(study, tmp_path):
 
 
 def test_dciodvfy_finds_no_errors(study, tmp_path):
-    """dciodvfy (Debian's dicom3tools) checks the object against the standard's IODs: no error lines."""
+    """dciodvfy (Debian's dicom3tools) checks the segmentation and the report against the standard's IODs: no
+    error lines."""
     binary = shutil.which("dciodvfy")
     if binary is None:
         if os.environ.get("CI"):
             pytest.fail("dciodvfy is not installed (.ci/run installs dicom3tools)")
         pytest.skip("dciodvfy is not installed (apt-get install dicom3tools)")
     path = _export(study, _labels("brats2023"), tmp_path)
-    result = subprocess.run([binary, str(path)], capture_output=True, text=True)
-    errors = [line for line in (result.stdout + result.stderr).splitlines() if line.startswith("Error")]
-    assert not errors, "\n".join(errors)
+    for dicom in (path, StepFiles(path.parent, "export").dicom_measurements):
+        result = subprocess.run([binary, str(dicom)], capture_output=True, text=True)
+        errors = [line for line in (result.stdout + result.stderr).splitlines() if line.startswith("Error")]
+        assert not errors, f"{dicom.name}:\n" + "\n".join(errors)
 
 
 def test_the_command_exports_a_t1c_given_as_a_series_folder_and_records_it(study, tmp_path):
@@ -245,6 +314,7 @@ def test_the_command_exports_a_t1c_given_as_a_series_folder_and_records_it(study
     files = StepFiles(out, "export")
     record = json.loads(files.record.read_text())
     assert record["outputs"]["segmentation"]["path"] == files.dicom_segmentation.name
+    assert record["outputs"]["measurements"]["path"] == files.dicom_measurements.name
     assert record["source_series"]["uid"] == pydicom.dcmread(next(folders["t1c"].iterdir())).SeriesInstanceUID
     assert record["segments"] == {"1": "NETC", "2": "SNFH", "3": "ET"} and record["members"] == MEMBERS
     assert record["parameters"]["series_number"] == pydicom.dcmread(files.dicom_segmentation).SeriesNumber

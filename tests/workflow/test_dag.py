@@ -156,6 +156,7 @@ def test_dry_run_plans_the_dicom_export_for_a_dicom_t1c_subject_when_enabled(tmp
         assert "rule export:" not in out and "space-t1c" not in out
         return
     assert out.count("rule export:") == 1 and str(export.dicom_segmentation) in out
+    assert str(export.dicom_measurements) in out
     native = paths.native_file(tmp_path / "results", "P1", "fuse", "segmentation", "t1c")
     assert f"--segmentation {native}" in out and "--series-description 'AI tumour seg'" in out
     assert "sub-001/export" not in out

@@ -1,9 +1,11 @@
 """DICOM out: a subject's fused segmentation, mapped to its native T1c space, as a DICOM Segmentation object
-(highdicom) on the grid of the T1c series it came from, so a PACS shows it over that series (README, DICOM out).
+(highdicom) on the grid of the T1c series it came from, so a PACS shows it over that series, and a DICOM SR
+measurement report (TID 1500) of its volumes beside it (README, DICOM out).
 
 The object refers to the source images (their study, series and frame of reference carry over); one BINARY
-segment per label of the run's label set, coded by LABEL_CODES. Its UIDs and dates come from the inputs, so a
-rerun writes the same bytes and the manifest can list it.
+segment per label of the run's label set, coded by LABEL_CODES. The report holds one volume per segment and one
+per scored region of the label set. Their UIDs and dates come from the inputs, so a rerun writes the same bytes
+and the manifest can list them.
 """
 
 from __future__ import annotations
@@ -30,6 +32,9 @@ SPACE = "t1c"
 # High enough to sort after the scanner's series in a PACS viewer.
 DEFAULT_SERIES_NUMBER = 9901
 DEFAULT_SERIES_DESCRIPTION = "bratsflow tumour segmentation"
+# The report's series sorts right after the segmentation's.
+REPORT_SERIES_OFFSET = 1
+REPORT_SERIES_DESCRIPTION = "bratsflow tumour volumes"
 CONFIG_DEFAULTS = {"export.series_number": DEFAULT_SERIES_NUMBER,
                    "export.series_description": DEFAULT_SERIES_DESCRIPTION}
 
@@ -50,6 +55,13 @@ LABEL_CODES: dict[str, tuple[str, str, str]] = {
     "GTV": ("228791009", "SCT", "Gross Tumor Volume"),
     "RC": ("RC", LOCAL_SCHEME, "Resection cavity"),
 }
+# What the report's TID 1500 names: the procedure (LOINC's MR brain), what is measured, its unit, and each region's
+# finding (regions are sets of labels, which SNOMED CT has no concept for).
+PROCEDURE = ("24590-2", "LN", "MR Brain")
+VOLUME = ("118565006", "SCT", "Volume")
+MILLILITRE = ("mL", "UCUM", "milliliter")
+REGION_FINDING = ("REGION", LOCAL_SCHEME, "Tumour region")
+
 # How far (in voxels) a DICOM pixel centre may lie from a voxel centre of the label map and still be that voxel:
 # dcm2niix stores the affine in float32, so the same grid agrees to about 1e-5 voxel.
 GRID_TOLERANCE = 1e-2
@@ -148,10 +160,90 @@ def _date_time(ds: Dataset) -> tuple[str, str]:
     return FALLBACK_DATETIME
 
 
+def _unstamp(dataset: Dataset, date: str, time: str) -> None:
+    """The source's date and time where highdicom stamps the clock's: they would make every rerun's bytes differ."""
+    dataset.InstanceCreationDate, dataset.InstanceCreationTime = date, time
+    for equipment in dataset.get("ContributingEquipmentSequence", []):
+        if "ContributionDateTime" in equipment:
+            equipment.ContributionDateTime = date + time
+
+
 def _concept(code: tuple[str, str, str]):
     from highdicom.sr import CodedConcept
 
     return CodedConcept(*code)
+
+
+def _uid_factory(seed: list[str]):
+    import highdicom as hd
+    from pydicom.uid import generate_uid
+
+    def uid(role: str) -> str:
+        # highdicom's version is written into the objects (their contributing equipment), so it names them too.
+        return generate_uid(entropy_srcs=[*seed, f"highdicom={hd.__version__}", role])
+    return uid
+
+
+def volumes_ml(labels: np.ndarray, voxel_ml: float, convention: str) -> dict[str, dict[str, float]]:
+    """Each label's and each scored region's volume (mL, unrounded): what the report holds."""
+    label_set = get_convention(convention)
+    counts = {name: int(np.count_nonzero(labels == value)) for name, value in label_set.labels.items()}
+    return {"labels": {name: count * voxel_ml for name, count in counts.items()},
+            "regions": {region: sum(counts[name] for name in members) * voxel_ml
+                        for region, members in label_set.regions.items()}}
+
+
+def build_report(seg: Dataset, datasets: list[Dataset], volumes: dict[str, dict[str, float]], *, convention: str,
+                 seed: list[str], series_number: int, version: str) -> Dataset:
+    """The TID 1500 measurement report on `seg`: a volumetric ROI group (TID 1411) per segment, referencing it,
+    and a group (TID 1501) per scored region of `convention`. TID 1411 references exactly one segment, so a
+    region of several labels cannot be one; its group names its labels, whose own groups reference them."""
+    import highdicom as hd
+    from pydicom.sr.codedict import codes
+    from pydicom.uid import generate_uid
+
+    label_set = get_convention(convention)
+    uid = _uid_factory(seed)
+    volume, unit, anatomy = _concept(VOLUME), _concept(MILLILITRE), _concept(ANATOMY)
+    algorithm = hd.sr.AlgorithmIdentification(name="bratsflow", version=version)
+    # The series, not its images: an empty segment (no ET) has no frames to name images by.
+    source = hd.sr.SourceSeriesForSegmentation(datasets[0].SeriesInstanceUID)
+
+    def measurement(value: float) -> hd.sr.Measurement:
+        return hd.sr.Measurement(name=volume, value=value, unit=unit, algorithm_id=algorithm)
+
+    groups: list = [
+        hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
+            tracking_identifier=hd.sr.TrackingIdentifier(uid=uid(f"tracking:{name}"), identifier=name),
+            referenced_segment=hd.sr.ReferencedSegment(
+                sop_class_uid=seg.SOPClassUID, sop_instance_uid=seg.SOPInstanceUID, segment_number=number,
+                source_series=source),
+            finding_type=_concept(LABEL_CODES[name]), finding_sites=[hd.sr.FindingSite(anatomy)],
+            algorithm_id=algorithm, measurements=[measurement(volumes["labels"][name])])
+        for number, name in enumerate(label_set.labels, start=1)]
+    groups += [
+        hd.sr.MeasurementsAndQualitativeEvaluations(
+            tracking_identifier=hd.sr.TrackingIdentifier(
+                uid=uid(f"tracking:region:{region}"), identifier=f"{region} ({' + '.join(members)})"),
+            finding_type=_concept(REGION_FINDING), finding_sites=[hd.sr.FindingSite(anatomy)],
+            algorithm_id=algorithm, measurements=[measurement(volumes["regions"][region])])
+        for region, members in label_set.regions.items()]
+    # The device's identity is bratsflow's version, not the subject's inputs.
+    device = hd.sr.DeviceObserverIdentifyingAttributes(
+        uid=generate_uid(entropy_srcs=["bratsflow", version]), name="bratsflow", manufacturer_name="bratsflow",
+        model_name="bratsflow", serial_number=version)
+    context = hd.sr.ObservationContext(observer_device_context=hd.sr.ObserverContext(
+        observer_type=codes.DCM.Device, observer_identifying_attributes=device))
+    report = hd.sr.MeasurementReport(observation_context=context, procedure_reported=_concept(PROCEDURE),
+                                     imaging_measurements=groups)
+    date, time = _date_time(datasets[0])
+    sr = hd.sr.Comprehensive3DSR(
+        evidence=[seg, *datasets], content=report, series_instance_uid=uid("report-series"),
+        series_number=series_number, sop_instance_uid=uid("report-instance"), instance_number=1,
+        manufacturer="bratsflow", is_complete=True, series_description=REPORT_SERIES_DESCRIPTION,
+        content_date=date, content_time=time)
+    _unstamp(sr, date, time)
+    return sr
 
 
 def build_segmentation(datasets: list[Dataset], frames: np.ndarray, *, convention: str, members: list[str],
@@ -160,7 +252,6 @@ def build_segmentation(datasets: list[Dataset], frames: np.ndarray, *, conventio
     UIDs generated from `seed` (the inputs' checksums and the parameters)."""
     import highdicom as hd
     from pydicom.sr.codedict import codes
-    from pydicom.uid import generate_uid
 
     label_set = get_convention(convention)
     unknown = sorted(set(label_set.labels) - set(LABEL_CODES))
@@ -176,11 +267,7 @@ def build_segmentation(datasets: list[Dataset], frames: np.ndarray, *, conventio
             algorithm_identification=algorithm, anatomic_regions=[_concept(ANATOMY)])
         for number, name in enumerate(label_set.labels, start=1)]
     binary = np.stack([frames == value for value in label_set.labels.values()], axis=-1).astype(np.uint8)
-
-    def uid(role: str) -> str:
-        # highdicom's version is written into the object (its contributing equipment), so it names it too.
-        return generate_uid(entropy_srcs=[*seed, f"highdicom={hd.__version__}", role])
-
+    uid = _uid_factory(seed)
     date, time = _date_time(datasets[0])
     seg = hd.seg.Segmentation(
         source_images=datasets, pixel_array=binary, segmentation_type="BINARY", segment_descriptions=segments,
@@ -188,11 +275,8 @@ def build_segmentation(datasets: list[Dataset], frames: np.ndarray, *, conventio
         instance_number=1, manufacturer="bratsflow", manufacturer_model_name="bratsflow", software_versions=version,
         device_serial_number="0", content_label="TUMOUR", content_description=series_description[:64],
         series_description=series_description, content_date=date, content_time=time)
-    # highdicom stamps these from the clock and a random UID; they would make every rerun's bytes differ.
-    seg.InstanceCreationDate, seg.InstanceCreationTime = date, time
-    for equipment in seg.ContributingEquipmentSequence:
-        if "ContributionDateTime" in equipment:
-            equipment.ContributionDateTime = date + time
+    _unstamp(seg, date, time)
+    # highdicom draws this one at random.
     organisation = uid("dimension-organisation")
     for item in (*seg.DimensionOrganizationSequence, *seg.DimensionIndexSequence):
         item.DimensionOrganizationUID = organisation
@@ -203,7 +287,8 @@ def export_subject(subject: str, segmentation: str | Path, ingest_record: str | 
                    out: str | Path, *, convention: str = DEFAULT_CONVENTION,
                    series_number: int = DEFAULT_SERIES_NUMBER,
                    series_description: str = DEFAULT_SERIES_DESCRIPTION) -> Path:
-    """Write RESULTS/<subject>/export/segmentation.dcm (and export.json) from the native-T1c segmentation."""
+    """Write RESULTS/<subject>/export/segmentation.dcm, measurements.dcm (its volumes, DICOM SR) and export.json
+    from the native-T1c segmentation."""
     from . import __version__
 
     files = StepFiles(out, STEP)
@@ -231,11 +316,16 @@ def export_subject(subject: str, segmentation: str | Path, ingest_record: str | 
         seg = build_segmentation(datasets, frames, convention=convention, members=members, seed=seed,
                                  series_number=series_number, series_description=series_description,
                                  version=__version__)
+        volumes = volumes_ml(labels, float(np.prod(image.header.get_zooms()[:3])) / 1000.0, convention)
+        sr = build_report(seg, datasets, volumes, convention=convention, seed=seed,
+                          series_number=series_number + REPORT_SERIES_OFFSET, version=__version__)
     with run.phase("save"):
         voxels = {name: int(np.count_nonzero(frames == value))
                   for name, value in get_convention(convention).labels.items()}
         path = run.save_dicom("segmentation", seg, files.dicom_segmentation, voxels=voxels,
                               sop_instance_uid=str(seg.SOPInstanceUID))
+        run.save_dicom("measurements", sr, files.dicom_measurements, volumes_ml=volumes,
+                       sop_instance_uid=str(sr.SOPInstanceUID))
     run.finish(source_series={"uid": series.uid, "study_uid": series.study_uid, "number": series.number,
                               "description": series.description, "images": len(datasets)},
                segmentation_series_uid=str(seg.SeriesInstanceUID), members=members,

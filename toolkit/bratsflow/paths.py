@@ -89,6 +89,11 @@ class StepFiles:
         """The export step's DICOM Segmentation object of the fused segmentation."""
         return self.folder / "segmentation.dcm"
 
+    @property
+    def dicom_measurements(self) -> Path:
+        """The export step's DICOM SR measurement report: the segmentation's volumes."""
+        return self.folder / "measurements.dcm"
+
     def figure(self, name: str) -> Path:
         """One of the report's QC figures (FIGURES)."""
         if name not in FIGURES:

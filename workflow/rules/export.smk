@@ -1,5 +1,6 @@
 # DICOM out: the fused segmentation, mapped to native T1c space, as a DICOM Segmentation object on the T1c series
-# it came from (README, DICOM out); for the subjects whose T1c is DICOM, when export.enabled.
+# it came from, and its volumes as a DICOM SR (README, DICOM out); for the subjects whose T1c is DICOM, when
+# export.enabled.
 EXPORT = config["export"]
 
 
@@ -15,6 +16,7 @@ rule export:
         fuse=str(step_files("fuse").record),
     output:
         segmentation=str(step_files("export").dicom_segmentation),
+        measurements=str(step_files("export").dicom_measurements),
         record=str(step_files("export").record),
     params:
         out=lambda wc, output: Path(output.record).parent,
@@ -41,6 +43,13 @@ rule export:
 if EXPORT_SUBJECTS:
 
     deliver(
-        lambda subject: [str(step_files("export", subject).dicom_segmentation)] if subject in EXPORT_SUBJECTS else [],
+        lambda subject: (
+            [
+                str(step_files("export", subject).dicom_segmentation),
+                str(step_files("export", subject).dicom_measurements),
+            ]
+            if subject in EXPORT_SUBJECTS
+            else []
+        ),
         records=[lambda subject: [str(step_files("export", subject).record)] if subject in EXPORT_SUBJECTS else []],
     )
